@@ -1,0 +1,1 @@
+"""HTTP routers only: thin adapters from HTTP to the domain packages."""

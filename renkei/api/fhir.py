@@ -1,0 +1,144 @@
+"""``/fhir/...``: every FHIR interaction, adapted from HTTP to :class:`FhirEngine`.
+
+Only JSON is served (the CapabilityStatement says so); XML asks get 406.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
+from renkei.fhir.engine import error_response
+from renkei.fhir.outcome import BadRequest, FhirError, NotAcceptable, UnsupportedMediaType
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+FHIR_JSON = "application/fhir+json"
+_JSON_TYPES = {"application/fhir+json", "application/json", "json", "application/json+fhir"}
+_XML_TYPES = {"application/fhir+xml", "application/xml", "xml", "text/xml", "application/xml+fhir"}
+_READ_METHODS = {"GET", "HEAD"}
+
+
+class _Rollback(Exception):
+    """Carries an error response out of the unit of work so nothing is committed."""
+
+    def __init__(self, response: FhirResponse) -> None:
+        self.response = response
+
+
+def render(resp: FhirResponse, *, pretty: bool = False, head: bool = False) -> Response:
+    content = b""
+    if resp.body is not None and not head and resp.status != 304:
+        content = orjson.dumps(resp.body, option=orjson.OPT_INDENT_2 if pretty else 0)
+    media = f"{FHIR_JSON}; charset=utf-8" if resp.body is not None else None
+    return Response(content, status_code=resp.status, headers=resp.headers, media_type=media)
+
+
+def _negotiate(request: Request) -> None:
+    fmt = request.query_params.get("_format")
+    if fmt:
+        kind = fmt.split(";")[0].strip().lower()
+        if kind in _XML_TYPES:
+            raise NotAcceptable("this server speaks FHIR JSON only; _format=xml is not served")
+        if kind not in _JSON_TYPES:
+            raise NotAcceptable(f"_format {fmt!r} is not served; use json")
+        return
+    accept = request.headers.get("accept", "")
+    if not accept:
+        return
+    kinds = [a.split(";")[0].strip().lower() for a in accept.split(",")]
+    if any(k in _JSON_TYPES or k in ("*/*", "application/*") for k in kinds):
+        return
+    if any(k in _XML_TYPES for k in kinds):
+        raise NotAcceptable("this server speaks FHIR JSON only (Accept: application/fhir+json)")
+
+
+def _parse_body(raw: bytes, content_type: str, method: str) -> Any:
+    if not raw:
+        return None
+    media = content_type.split(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        try:
+            return parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError as exc:
+            raise BadRequest("the form body is not UTF-8") from exc
+    if media and media not in _JSON_TYPES and media != "application/json-patch+json":
+        if media in _XML_TYPES:
+            raise UnsupportedMediaType("this server accepts FHIR JSON only, not XML")
+        raise UnsupportedMediaType(f"unsupported Content-Type {media!r}; send {FHIR_JSON}")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+
+
+def base_url(request: Request) -> str:
+    configured = request.app.state.settings.base_url_explicit
+    if configured:
+        return str(configured).rstrip("/") + "/fhir"
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+async def principal_of(request: Request) -> Any:
+    """The caller as the auth package sees it (None when auth is not wired in)."""
+    authenticate = getattr(request.app.state, "authenticate", None)
+    if authenticate is None:
+        return None
+    return await authenticate(request)
+
+
+@router.api_route(
+    "/fhir/{path:path}",
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+    include_in_schema=False,
+)
+async def fhir_endpoint(path: str, request: Request) -> Response:
+    pretty = request.query_params.get("_pretty") == "true"
+    method = request.method.upper()
+    try:
+        _negotiate(request)
+        raw = await request.body()
+        content_type = request.headers.get("content-type", "")
+        body = _parse_body(raw, content_type, method)
+        principal = await principal_of(request)
+    except FhirError as exc:
+        return render(error_response(exc), pretty=pretty)
+    params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_pretty",)]
+    ctx = RequestContext(
+        principal=principal,
+        request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+        remote_addr=request.client.host if request.client else None,
+        base_url=base_url(request),
+    )
+    freq = FhirRequest(
+        method=method,
+        path=path,
+        params=params,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+        content_type=content_type,
+        context=ctx,
+    )
+    resp = await run_in_threadpool(_run, request.app.state.services, freq)
+    resp.headers.setdefault("X-Request-Id", ctx.request_id)
+    return render(resp, pretty=pretty, head=method == "HEAD")
+
+
+def _run(services: Any, freq: FhirRequest) -> FhirResponse:
+    write = freq.method not in _READ_METHODS
+    try:
+        with services.db.session(write=write) as session:
+            resp: FhirResponse = services.engine.handle(session, freq)
+            if resp.status >= 400:
+                raise _Rollback(resp)
+            return resp
+    except _Rollback as rollback:
+        return rollback.response

@@ -1,0 +1,96 @@
+"""The FastAPI app factory: ``create_app(settings)`` wires storage, engine and routers.
+
+Fakes and real implementations are chosen here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from renkei import __version__
+from renkei.clock import Clock, SystemClock
+from renkei.config import Settings
+from renkei.fhir.engine import EngineSettings, FhirEngine
+from renkei.fhir.outcome import Issue, operation_outcome
+from renkei.fhir.policy import AccessPolicy, AllowAll
+from renkei.fhir.searching import BasicIndexWriter, BasicSearch
+from renkei.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything a request handler may need, built once per app."""
+
+    settings: Settings
+    db: Database
+    clock: Clock
+    engine: FhirEngine
+
+
+def build_services(
+    settings: Settings, *, clock: Clock | None = None, policy: AccessPolicy | None = None
+) -> Services:
+    clock = clock or SystemClock()
+    db = Database(str(settings.database_url), echo=settings.sql_echo)
+    policy = policy or AllowAll()
+    engine = FhirEngine(
+        clock=clock,
+        indexer=BasicIndexWriter(),
+        search=BasicSearch(policy),
+        policy=policy,
+        settings=EngineSettings(
+            default_count=settings.default_page_size, max_count=settings.max_page_size
+        ),
+    )
+    return Services(settings=settings, db=db, clock=clock, engine=engine)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    services: Services | None = None,
+) -> FastAPI:
+    settings = settings or Settings.from_env()
+    services = services or build_services(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        services.db.dispose()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="renkei",
+        version=__version__,
+        description=(
+            "FHIR R4 backend for Japanese home-care networks (連携). The FHIR API lives "
+            "under /fhir (see /fhir/metadata); this document describes the JSON APIs."
+        ),
+    )
+    app.state.settings = settings
+    app.state.services = services
+
+    from renkei.api import fhir, health
+
+    app.include_router(health.router)
+    app.include_router(fhir.router)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        body = operation_outcome(
+            Issue("fatal", "exception", "internal error; the request was not applied")
+        )
+        return Response(orjson.dumps(body), status_code=500, media_type="application/fhir+json")
+
+    return app

@@ -1,0 +1,77 @@
+"""Settings from ``RENKEI_*`` environment variables, checked once at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class Secret(str):
+    """A string whose repr hides it, so URLs with passwords stay out of logs and tracebacks."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; raised at start-up, never on a request."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: Secret
+    data_dir: Path
+    redis_url: Secret | None = None
+    #: public base URL (behind a proxy); None: taken from each request's Host
+    base_url_explicit: str | None = None
+    #: A FHIR date or dateTime without an offset is read in this zone (JST by default).
+    default_timezone: str = "Asia/Tokyo"
+    default_page_size: int = 20
+    max_page_size: int = 500
+    sql_echo: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        url = str(self.database_url)
+        if not (url.startswith("sqlite") or url.startswith("postgresql")):
+            raise SettingsError(
+                "RENKEI_DATABASE_URL must be sqlite:///path or postgresql+psycopg://..., "
+                f"got scheme {url.split(':', 1)[0]!r}"
+            )
+        try:
+            ZoneInfo(self.default_timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise SettingsError(f"unknown time zone {self.default_timezone!r}") from exc
+        if not 1 <= self.default_page_size <= self.max_page_size:
+            raise SettingsError("RENKEI_PAGE_SIZE must be between 1 and RENKEI_MAX_PAGE_SIZE")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return str(self.database_url).startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("RENKEI_DATA_DIR", "./var"))
+        default_db = f"sqlite:///{data_dir / 'renkei.db'}"
+        url = env.get("RENKEI_DATABASE_URL", default_db)
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        redis = env.get("RENKEI_REDIS_URL")
+        try:
+            page = int(env.get("RENKEI_PAGE_SIZE", "20"))
+            max_page = int(env.get("RENKEI_MAX_PAGE_SIZE", "500"))
+        except ValueError as exc:
+            raise SettingsError("RENKEI_PAGE_SIZE and RENKEI_MAX_PAGE_SIZE are integers") from exc
+        return cls(
+            database_url=Secret(url),
+            data_dir=data_dir,
+            redis_url=Secret(redis) if redis else None,
+            base_url_explicit=env.get("RENKEI_BASE_URL") or None,
+            default_timezone=env.get("RENKEI_TIMEZONE", "Asia/Tokyo"),
+            default_page_size=page,
+            max_page_size=max_page,
+            sql_echo=env.get("RENKEI_SQL_ECHO", "") == "1",
+        )

@@ -1,0 +1,398 @@
+"""The FHIR resource repository: the storage half of the RESTful interactions.
+
+The repository never commits; the caller owns the unit of work (one HTTP request, or one
+whole transaction Bundle). Conditional interactions are built in ``renkei.fhir`` on top of
+these methods and the search engine.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from renkei.clock import Clock
+from renkei.store.errors import (
+    AlreadyExists,
+    BadCursor,
+    ConcurrentUpdate,
+    ResourceGone,
+    ResourceNotFound,
+    VersionMismatch,
+)
+from renkei.store.indexing import IndexWriter
+from renkei.store.models import resource, resource_version
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    """One version of a resource as stored. ``content`` is None for a deletion."""
+
+    res_type: str
+    res_id: str
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    content: dict[str, Any] | None
+    method: str = "PUT"
+    pk: int = 0
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+    @property
+    def reference(self) -> str:
+        return f"{self.res_type}/{self.res_id}"
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    entries: list[StoredResource]
+    #: opaque position of the next (older) page, or None at the end
+    next_cursor: str | None
+
+
+class Repository(Protocol):
+    """FHIR interactions over stored resources (https://hl7.org/fhir/R4/http.html)."""
+
+    def read(self, res_type: str, res_id: str) -> StoredResource:
+        """http.html#read: the current version; NotFound, or Gone if deleted."""
+        ...
+
+    def vread(self, res_type: str, res_id: str, version_id: int) -> StoredResource:
+        """http.html#vread: one version; a deleted version raises Gone."""
+        ...
+
+    def create(self, content: dict[str, Any], *, res_id: str | None = None) -> StoredResource:
+        """http.html#create: assigns id (unless given), versionId 1 and lastUpdated."""
+        ...
+
+    def update(
+        self, content: dict[str, Any], *, if_match: int | None = None, method: str = "PUT"
+    ) -> tuple[StoredResource, bool]:
+        """http.html#update: a new version; creates when absent (update-as-create)."""
+        ...
+
+    def delete(
+        self, res_type: str, res_id: str, *, if_match: int | None = None
+    ) -> StoredResource | None:
+        """http.html#delete: a deletion version; None when nothing was there."""
+        ...
+
+    def history(
+        self,
+        res_type: str | None = None,
+        res_id: str | None = None,
+        *,
+        since: datetime | None = None,
+        count: int = 50,
+        cursor: str | None = None,
+    ) -> HistoryPage:
+        """http.html#history at instance, type or system level, newest first."""
+        ...
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class SqlRepository:
+    """:class:`Repository` over SQLAlchemy, for SQLite and PostgreSQL alike."""
+
+    def __init__(self, session: Session, clock: Clock, indexer: IndexWriter) -> None:
+        self.session = session
+        self.clock = clock
+        self.indexer = indexer
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _current_row(self, res_type: str, res_id: str, *, lock: bool = False) -> Any:
+        stmt = sa.select(resource).where(
+            resource.c.res_type == res_type, resource.c.res_id == res_id
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        return self.session.execute(stmt).first()
+
+    def read(self, res_type: str, res_id: str) -> StoredResource:
+        row = self._current_row(res_type, res_id)
+        if row is None:
+            raise ResourceNotFound(f"{res_type}/{res_id} is not known")
+        stored = _from_current(row)
+        if stored.deleted:
+            raise ResourceGone(
+                f"{res_type}/{res_id} was deleted",
+                etag=stored.etag,
+            )
+        return stored
+
+    def read_many(self, refs: Sequence[tuple[str, str]]) -> list[StoredResource]:
+        """Current, undeleted versions of many resources in one query (order not kept)."""
+        if not refs:
+            return []
+        conds = [sa.and_(resource.c.res_type == t, resource.c.res_id == i) for t, i in set(refs)]
+        out: list[StoredResource] = []
+        for chunk in range(0, len(conds), 500):
+            stmt = sa.select(resource).where(
+                sa.or_(*conds[chunk : chunk + 500]), resource.c.deleted.is_(False)
+            )
+            out.extend(_from_current(r) for r in self.session.execute(stmt))
+        return out
+
+    def read_by_pks(self, pks: Sequence[int]) -> dict[int, StoredResource]:
+        if not pks:
+            return {}
+        stmt = sa.select(resource).where(resource.c.pk.in_(list(pks)))
+        return {r.pk: _from_current(r) for r in self.session.execute(stmt)}
+
+    def vread(self, res_type: str, res_id: str, version_id: int) -> StoredResource:
+        stmt = sa.select(resource_version).where(
+            resource_version.c.res_type == res_type,
+            resource_version.c.res_id == res_id,
+            resource_version.c.version_id == version_id,
+        )
+        row = self.session.execute(stmt).first()
+        if row is None:
+            raise ResourceNotFound(f"{res_type}/{res_id}/_history/{version_id} is not known")
+        stored = _from_version(row)
+        if stored.deleted:
+            raise ResourceGone(f"{res_type}/{res_id}/_history/{version_id} is a deletion")
+        return stored
+
+    # -- writes --------------------------------------------------------------------------
+
+    def create(self, content: dict[str, Any], *, res_id: str | None = None) -> StoredResource:
+        res_type = content["resourceType"]
+        res_id = res_id or new_id()
+        now = self.clock.now()
+        body = _with_meta(content, res_id, 1, now)
+        try:
+            with self.session.begin_nested():
+                pk = self.session.execute(
+                    resource.insert()
+                    .values(
+                        res_type=res_type,
+                        res_id=res_id,
+                        version_id=1,
+                        last_updated=now,
+                        deleted=False,
+                        content=body,
+                    )
+                    .returning(resource.c.pk)
+                ).scalar_one()
+        except IntegrityError as exc:
+            raise AlreadyExists(f"{res_type}/{res_id} already exists") from exc
+        self._add_version(pk, res_type, res_id, 1, now, False, "POST", body)
+        self.indexer.reindex(self.session, pk, res_type, body)
+        return StoredResource(res_type, res_id, 1, now, False, body, "POST", pk)
+
+    def update(
+        self, content: dict[str, Any], *, if_match: int | None = None, method: str = "PUT"
+    ) -> tuple[StoredResource, bool]:
+        res_type, res_id = content["resourceType"], content["id"]
+        row = self._current_row(res_type, res_id, lock=True)
+        if row is None:
+            if if_match is not None:
+                raise VersionMismatch(
+                    f"If-Match names version {if_match} but {res_type}/{res_id} does not exist"
+                )
+            return self.create(content, res_id=res_id), True
+        current = int(row.version_id)
+        if if_match is not None and if_match != current:
+            raise VersionMismatch(
+                f"If-Match names version {if_match} but {res_type}/{res_id} is at {current}",
+                etag=f'W/"{current}"',
+            )
+        version = current + 1
+        now = self._monotonic_now(row.last_updated)
+        body = _with_meta(content, res_id, version, now)
+        self._write_current(row.pk, current, version, now, False, body)
+        self._add_version(row.pk, res_type, res_id, version, now, False, method, body)
+        self.indexer.reindex(self.session, row.pk, res_type, body)
+        return StoredResource(res_type, res_id, version, now, False, body, method, row.pk), bool(
+            row.deleted
+        )
+
+    def delete(
+        self, res_type: str, res_id: str, *, if_match: int | None = None
+    ) -> StoredResource | None:
+        row = self._current_row(res_type, res_id, lock=True)
+        if row is None or row.deleted:
+            if if_match is not None and (row is None or if_match != row.version_id):
+                raise VersionMismatch(f"{res_type}/{res_id} is not at version {if_match}")
+            return None
+        current = int(row.version_id)
+        if if_match is not None and if_match != current:
+            raise VersionMismatch(
+                f"If-Match names version {if_match} but {res_type}/{res_id} is at {current}",
+                etag=f'W/"{current}"',
+            )
+        version = current + 1
+        now = self._monotonic_now(row.last_updated)
+        # The current row keeps the last content so that history and audits can show it;
+        # it is never served while deleted.
+        self._write_current(row.pk, current, version, now, True, row.content)
+        self._add_version(row.pk, res_type, res_id, version, now, True, "DELETE", None)
+        self.indexer.reindex(self.session, row.pk, res_type, None)
+        return StoredResource(res_type, res_id, version, now, True, None, "DELETE", row.pk)
+
+    def _monotonic_now(self, previous: datetime) -> datetime:
+        """lastUpdated never goes backwards for one resource, even if the clock does."""
+        now = self.clock.now()
+        if previous.tzinfo is None:
+            previous = previous.replace(tzinfo=UTC)
+        return max(now, previous)
+
+    def _write_current(
+        self,
+        pk: int,
+        expected_version: int,
+        version: int,
+        now: datetime,
+        deleted: bool,
+        body: dict[str, Any],
+    ) -> None:
+        result = self.session.execute(
+            resource.update()
+            .where(resource.c.pk == pk, resource.c.version_id == expected_version)
+            .values(version_id=version, last_updated=now, deleted=deleted, content=body)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise ConcurrentUpdate("the resource changed concurrently; retry the request")
+
+    def _add_version(
+        self,
+        pk: int,
+        res_type: str,
+        res_id: str,
+        version: int,
+        now: datetime,
+        deleted: bool,
+        method: str,
+        body: dict[str, Any] | None,
+    ) -> None:
+        self.session.execute(
+            resource_version.insert().values(
+                resource_pk=pk,
+                version_id=version,
+                res_type=res_type,
+                res_id=res_id,
+                last_updated=now,
+                deleted=deleted,
+                method=method,
+                content=body,
+            )
+        )
+
+    # -- history -------------------------------------------------------------------------
+
+    def history(
+        self,
+        res_type: str | None = None,
+        res_id: str | None = None,
+        *,
+        since: datetime | None = None,
+        count: int = 50,
+        cursor: str | None = None,
+    ) -> HistoryPage:
+        v = resource_version
+        stmt = sa.select(v)
+        if res_type is not None:
+            stmt = stmt.where(v.c.res_type == res_type)
+        if res_id is not None:
+            stmt = stmt.where(v.c.res_id == res_id)
+        if since is not None:
+            stmt = stmt.where(v.c.last_updated >= since)
+        if cursor is not None:
+            when, pk, vid = _parse_cursor(cursor)
+            stmt = stmt.where(
+                sa.or_(
+                    v.c.last_updated < when,
+                    sa.and_(
+                        v.c.last_updated == when,
+                        sa.tuple_(v.c.resource_pk, v.c.version_id) < sa.tuple_(pk, vid),
+                    ),
+                )
+            )
+        stmt = stmt.order_by(
+            v.c.last_updated.desc(), v.c.resource_pk.desc(), v.c.version_id.desc()
+        ).limit(count + 1)
+        rows = list(self.session.execute(stmt))
+        entries = [_from_version(r) for r in rows[:count]]
+        next_cursor = None
+        if len(rows) > count:
+            last = rows[count - 1]
+            next_cursor = _make_cursor(last.last_updated, last.resource_pk, last.version_id)
+        return HistoryPage(entries, next_cursor)
+
+
+def _with_meta(content: dict[str, Any], res_id: str, version: int, now: datetime) -> dict[str, Any]:
+    body = dict(content)
+    body["id"] = res_id
+    meta = dict(body.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = _instant(now)
+    body["meta"] = meta
+    # Keep resourceType, id and meta first, as FHIR JSON examples are written.
+    head = {k: body[k] for k in ("resourceType", "id", "meta")}
+    return head | {k: val for k, val in body.items() if k not in head}
+
+
+def _instant(when: datetime) -> str:
+    """FHIR instant in UTC with milliseconds, e.g. ``2026-04-01T09:00:00.000Z``."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _from_current(row: Any) -> StoredResource:
+    return StoredResource(
+        row.res_type,
+        row.res_id,
+        int(row.version_id),
+        _aware(row.last_updated),
+        bool(row.deleted),
+        None if row.deleted else row.content,
+        "PUT",
+        int(row.pk),
+    )
+
+
+def _from_version(row: Any) -> StoredResource:
+    return StoredResource(
+        row.res_type,
+        row.res_id,
+        int(row.version_id),
+        _aware(row.last_updated),
+        bool(row.deleted),
+        row.content,
+        row.method,
+        int(row.resource_pk),
+    )
+
+
+def _make_cursor(when: datetime, pk: int, vid: int) -> str:
+    return f"{_aware(when).timestamp():.6f}_{pk}_{vid}"
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, int, int]:
+    try:
+        ts, pk, vid = cursor.split("_")
+        return datetime.fromtimestamp(float(ts), UTC), int(pk), int(vid)
+    except ValueError as exc:
+        raise BadCursor(f"malformed history page cursor {cursor!r}") from exc
+
+
+__all__ = ["HistoryPage", "Repository", "SqlRepository", "StoredResource", "instant", "new_id"]
+instant = _instant
