@@ -6,7 +6,7 @@ Fakes and real implementations are chosen here and nowhere else.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from renkei import __version__
+from renkei.auth.principal import Principal
 from renkei.clock import Clock, SystemClock
 from renkei.config import Settings
 from renkei.fhir.engine import EngineSettings, FhirEngine
@@ -22,6 +23,8 @@ from renkei.fhir.outcome import Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy, AllowAll
 from renkei.fhir.searching import BasicIndexWriter, BasicSearch
 from renkei.store.db import Database
+
+Authenticator = Callable[[Request], Awaitable[Principal | None]]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ class Services:
     db: Database
     clock: Clock
     engine: FhirEngine
+    #: resolves the caller of a request (bearer token...); None until auth is wired in
+    authenticate: Authenticator | None = None
 
 
 def build_services(

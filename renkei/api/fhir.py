@@ -89,7 +89,7 @@ def base_url(request: Request) -> str:
 
 async def principal_of(request: Request) -> Any:
     """The caller as the auth package sees it (None when auth is not wired in)."""
-    authenticate = getattr(request.app.state, "authenticate", None)
+    authenticate = request.app.state.services.authenticate
     if authenticate is None:
         return None
     return await authenticate(request)

@@ -1,0 +1,29 @@
+"""Who is calling: the auth package's view of a user or an EHR back-end client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request.
+
+    ``organization_id`` and ``practitioner_role_id`` are FHIR ids (Organization/...,
+    PractitionerRole/...). A back-end client has no user and no practitioner role.
+    ``scopes`` are SMART v2 scopes as granted (``user/Patient.rs``, ``system/*.cruds``).
+    """
+
+    subject: str  # user id or client id
+    kind: str  # "user" | "client" | "operator"
+    organization_id: str | None = None
+    role: str | None = (
+        None  # doctor, nurse, pharmacist, careworker, caremanager, coordinator, admin
+    )
+    practitioner_id: str | None = None
+    practitioner_role_id: str | None = None
+    client_id: str | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    token_id: str | None = None
+    #: a break-the-glass reason stated for this request, if any
+    purpose_of_use: str | None = None

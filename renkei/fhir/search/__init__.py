@@ -1,0 +1,1 @@
+"""FHIR search: definitions, index extraction, query parsing and SQL."""
