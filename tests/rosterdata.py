@@ -42,3 +42,17 @@ def group_dict(**changes: Any) -> dict[str, Any]:
     out = copy.deepcopy(_BASE)
     out.update(changes)
     return out
+
+
+def seed_fhir(services: Any) -> None:
+    """Create the clinics, doctors and coordinator the test group names, through the engine."""
+    with services.db.session(write=True) as session:
+        repo = services.engine.repository(session)
+        for ref in CLINICS:
+            repo.create({"resourceType": "Organization", "name": ref}, res_id=ref.split("/")[1])
+        for ref in [*DOCTORS, COORDINATOR]:
+            repo.create(
+                {"resourceType": "PractitionerRole", "active": True,
+                 "organization": {"reference": CLINICS[0]}},
+                res_id=ref.split("/")[1],
+            )  # fmt: skip
