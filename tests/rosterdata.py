@@ -17,7 +17,10 @@ _BASE: dict[str, Any] = {
         {
             "id": ref,
             "name": f"クリニック{n}",
-            "office_hours": {"weekday": ["09:00-12:30", "14:00-18:00"], "saturday": ["09:00-13:00"]},
+            "office_hours": {
+                "weekday": ["09:00-12:30", "14:00-18:00"],
+                "saturday": ["09:00-13:00"],
+            },
         }
         for n, ref in enumerate(CLINICS, 1)
     ],

@@ -33,6 +33,8 @@ class Piece:
     start: datetime
     end: datetime
     assignee: str
+    #: the next doctor in the order: stands in when a back-up would back up themself
+    alternate: str | None = None
 
 
 @dataclass
@@ -66,6 +68,11 @@ def _next_slot(layer: Layer, slot: datetime, tz: ZoneInfo) -> datetime:
     return local_instant(slot.astimezone(tz).date() + timedelta(days=step), layer.handoff, tz)
 
 
+def _pair(layer: Layer, turn: int) -> tuple[str, str | None]:
+    n = len(layer.doctors)
+    return layer.doctors[turn % n], layer.doctors[(turn + 1) % n] if n > 1 else None
+
+
 def assign(layer: Layer, windows: list[Window], tz: ZoneInfo, state: RotationState) -> list[Piece]:
     """Split ``windows`` at the layer's handoffs and give each piece its doctor.
 
@@ -76,14 +83,13 @@ def assign(layer: Layer, windows: list[Window], tz: ZoneInfo, state: RotationSta
         state.turn = layer.start_with - 1
         state.slot = None
         state.last_end = None
-    n = len(layer.doctors)
     out: list[Piece] = []
     for window in windows:
         if layer.per == "window":
             if state.last_end != window.start:
                 state.turn += 1
             state.last_end = window.end
-            out.append(Piece(window.start, window.end, layer.doctors[state.turn % n]))
+            out.append(Piece(window.start, window.end, *_pair(layer, state.turn)))
             continue
         state.last_end = window.end
         cursor = window.start
@@ -94,7 +100,7 @@ def assign(layer: Layer, windows: list[Window], tz: ZoneInfo, state: RotationSta
                 state.turn += 1
                 state.slot = slot
             end = min(nxt, window.end)
-            out.append(Piece(cursor, end, layer.doctors[state.turn % n]))
+            out.append(Piece(cursor, end, *_pair(layer, state.turn)))
             cursor, slot = end, nxt
     return out
 

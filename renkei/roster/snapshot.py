@@ -5,7 +5,9 @@ config + rotation, each effective from an instant) and its overrides. From them 
 out one timeline of :class:`Segment` s (duty window, primary, back-up); every query reads
 that same timeline, so "who is on duty at T" and the range listing can never disagree.
 
-Precedence, as in Grafana OnCall's schedules: overrides > rotation. Between overrides the
+Precedence, as in Grafana OnCall's schedules: overrides > rotation. When the back-up
+rotation lands on the very doctor who is primary, the next doctor of the back-up order
+stands in for that stretch (a doctor cannot back themself up). Between overrides the
 newer one wins (higher ``seq``). Overrides only act inside duty windows: outside them
 nobody is on duty for the group, whatever an override says.
 
@@ -298,7 +300,10 @@ def _combine(windows: list[Window], primary: list[Piece], backup: list[Piece]) -
             p = primary[i]
             b = backup[j] if backup else None
             e = min(p.end, b.end if b else w.end, w.end)
-            out.append(Segment(t, e, w, p.assignee, b.assignee if b else None))
+            second = b.assignee if b else None
+            if b is not None and second == p.assignee and b.alternate is not None:
+                second = b.alternate  # nobody backs themself up: the next in order stands in
+            out.append(Segment(t, e, w, p.assignee, second))
             t = e
             if p.end == e:
                 i += 1
@@ -428,9 +433,8 @@ def fairness(roster: Roster, start: date, end: date) -> Fairness:
     while day < end:
         midnight = local_instant(day + timedelta(days=1), time(0), tz)
         noon = local_instant(day, time(12), tz)
+        # the night of the last date counts too, though its midnight is past the range
         for instant, kind in ((midnight, "nights"), (noon, "days")):
-            if instant >= t1:
-                continue
             found = roster.segment_at(instant)
             if found is None:
                 continue

@@ -4,6 +4,7 @@ instant answer equals the range listing; time zones other than Asia/Tokyo work (
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -207,7 +208,7 @@ def test_schedule_is_disjoint_sorted_and_inside_windows(raw: dict[str, Any]) -> 
     start = _start(cfg)
     roster = Roster([Plan(start, cfg)])
     segs = schedule(roster, start, start + timedelta(days=60))
-    for a, b in zip(segs, segs[1:], strict=False):
+    for a, b in itertools.pairwise(segs):
         assert a.end <= b.start
     for s in segs:
         assert s.start < s.end

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import itertools
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -119,7 +120,7 @@ def test_schedule_lists_the_same_answers_as_on_duty() -> None:
         mid = seg.start + (seg.end - seg.start) / 2
         d = on_duty(r, mid)
         assert (d.primary, d.backup) == (seg.primary, seg.backup)
-    assert all(a.end <= b.start for a, b in zip(segs, segs[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(segs))
 
 
 def test_doctor_schedule_merges_contiguous_time() -> None:
