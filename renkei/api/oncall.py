@@ -229,6 +229,7 @@ async def create_group(
                 principal,
                 raw,
                 repository=services.engine.repository(session),
+                search=service.fhir_search(services.engine, session),
             )
             return _group_json(view)
 
@@ -272,6 +273,7 @@ def update_plan(
             body.config,
             effective_from=body.effective_from,
             repository=services.engine.repository(session),
+            search=service.fhir_search(services.engine, session),
         )
         return _group_json(view)
 

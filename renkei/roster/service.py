@@ -43,6 +43,7 @@ from renkei.roster.models import (
     roster_plan,
 )
 from renkei.roster.office import clinic_open
+from renkei.roster.references import Search, resolve_references
 from renkei.roster.snapshot import LAYERS, Duty, Override, Plan, Roster, on_duty
 
 MAX_OVERRIDE = timedelta(days=366)
@@ -52,6 +53,23 @@ class Reader(Protocol):
     """What group creation needs of the FHIR repository: ``read`` raising when missing."""
 
     def read(self, res_type: str, res_id: str) -> Any: ...
+
+
+def fhir_search(engine: Any, session: Session) -> Search:
+    """A :data:`Search` over the FHIR engine, for conditional references in definitions."""
+    from renkei.fhir.context import FhirRequest, RequestContext
+
+    def search(res_type: str, params: list[tuple[str, str]]) -> list[str]:
+        resp = engine.dispatch(
+            session, FhirRequest("GET", res_type, params=params, context=RequestContext())
+        )
+        return [
+            e["resource"]["id"]
+            for e in (resp.body or {}).get("entry", [])
+            if e.get("search", {}).get("mode", "match") == "match"
+        ]
+
+    return search
 
 
 @dataclass(frozen=True)
@@ -233,13 +251,17 @@ def create_group(
     raw: Any,
     *,
     repository: Reader | None = None,
+    search: Search | None = None,
     group_id: str | None = None,
 ) -> GroupView:
     """Create a rotation group from its definition (dict from YAML/JSON).
 
     ``effective_from`` in the definition (default: now) may lie in the past: a new group
     has no history to rewrite, and importing an existing roster is the point.
+    ``search`` resolves ``Type?identifier=...`` references (see renkei.roster.references).
     """
+    if search is not None:
+        raw = resolve_references(raw, search)
     cfg = parse_config(raw)
     if not access.may_create(principal, cfg):
         raise NotAllowed("only an operator or a coordinator/admin of a member clinic may do this")
@@ -318,9 +340,12 @@ def update_plan(
     *,
     effective_from: datetime | None = None,
     repository: Reader | None = None,
+    search: Search | None = None,
 ) -> GroupView:
     """Change the group's config from ``effective_from`` (default now; never in the past)."""
     open_group(session, principal, group_id, edit=True)
+    if search is not None:
+        raw = resolve_references(raw, search)
     cfg = parse_config(raw)
     _check_references(cfg, repository)
     now = clock.now()
@@ -766,6 +791,7 @@ __all__ = [
     "create_group",
     "create_ical_token",
     "duty_at",
+    "fhir_search",
     "group_for_clinic",
     "groups_for_clinic",
     "in_office_hours",
