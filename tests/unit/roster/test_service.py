@@ -260,3 +260,47 @@ def test_ical_tokens_are_hashed_and_revocable(
         service.revoke_ical_token(session, clock, DOCTOR_A, group, own["id"])
     with pytest.raises(TokenNotFound), services.db.session() as session:
         service.resolve_ical_token(session, own["token"])
+
+
+def test_create_group_resolves_identifier_references(
+    services: Services, clock: ManualClock
+) -> None:
+    seed_fhir(services)
+    with services.db.session(write=True) as session:
+        repo = services.engine.repository(session)
+        repo.create(
+            {"resourceType": "Organization", "name": "番号付き",
+             "identifier": [{"system": "urn:test:inst", "value": "1310000009"}]},
+            res_id="numbered",
+        )  # fmt: skip
+    raw = group_dict()
+    raw["clinics"][0]["id"] = "Organization?identifier=urn:test:inst|1310000009"
+    with services.db.session(write=True) as session:
+        view = service.create_group(
+            session, clock, OPERATOR, raw,
+            repository=services.engine.repository(session),
+            search=service.fhir_search(services.engine, session),
+        )  # fmt: skip
+    assert view.config.clinics[0].id == "Organization/numbered"
+    raw["clinics"][0]["id"] = "Organization?identifier=urn:test:inst|0000"
+    with pytest.raises(UnknownReference) as err, services.db.session(write=True) as session:
+        service.create_group(
+            session, clock, OPERATOR, raw, search=service.fhir_search(services.engine, session)
+        )
+    assert err.value.path == "clinics[0].id"
+
+
+def test_in_office_hours_clinic_closure(services: Services, clock: ManualClock) -> None:
+    seed_fhir(services)
+    raw = group_dict(
+        closures=[
+            {"name": "夏季休診", "from": "2026-08-13", "to": "2026-08-14", "clinics": [CLINICS[0]]}
+        ]
+    )
+    with services.db.session(write=True) as session:
+        gid = service.create_group(session, clock, OPERATOR, raw).id
+    with services.db.session() as session:
+        assert service.in_office_hours(session, CLINICS[0], t(8, 13, 10)) is False
+        assert service.in_office_hours(session, CLINICS[1], t(8, 13, 10)) is True
+        # the group covers the closed clinic's day
+        assert service.duty_at(session, gid, t(8, 13, 10)).primary in DOCTORS
