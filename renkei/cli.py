@@ -71,17 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    for module in _EXTENSION_MODULES:
-        importlib.import_module(module)
-    for register in _EXTENSIONS:
+    for register in _extensions():
         register(sub)
     return parser
 
 
 #: Other packages add their sub-commands here (auth: org/user/client/token, audit ...).
 _EXTENSIONS: list[Callable[[Any], None]] = []
-#: Modules that append their register function to _EXTENSIONS when imported.
-_EXTENSION_MODULES: list[str] = ["renkei.roster.cli"]
+#: Modules that add sub-commands: each has ``register(subparsers)``. Listed here rather
+#: than registered on import, so the command set never depends on import order.
+EXTENSION_MODULES: tuple[str, ...] = ("renkei.roster.cli",)
+
+
+def _extensions() -> list[Callable[[Any], None]]:
+    return [*_EXTENSIONS, *(importlib.import_module(n).register for n in EXTENSION_MODULES)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
