@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
+    _load_extensions()
     for register in _EXTENSIONS:
         register(sub)
     return parser
@@ -77,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Other packages add their sub-commands here (auth: org/user/client/token, audit ...).
 _EXTENSIONS: list[Callable[[Any], None]] = []
+
+
+def _load_extensions() -> None:
+    from renkei.ops.cli import register as ops
+
+    for register in (ops,):
+        if register not in _EXTENSIONS:
+            _EXTENSIONS.append(register)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
