@@ -86,7 +86,9 @@ def create_app(
     app.state.services = services
 
     from renkei.api import fhir, health
+    from renkei.api.middleware import RequestMiddleware
 
+    app.add_middleware(RequestMiddleware)
     app.include_router(health.router)
     app.include_router(fhir.router)
 

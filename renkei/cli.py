@@ -48,7 +48,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         from renkei.demo import seed_demo
 
         seed_demo(settings)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    from renkei.logs import configure_logging
+
+    configure_logging()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        timeout_graceful_shutdown=20,
+    )
     return {"ok": True}
 
 
