@@ -70,6 +70,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Load the FHIR type registry now, not on the first client's request.
+        from starlette.concurrency import run_in_threadpool
+
+        from renkei.fhir.validate import supported_types
+
+        await run_in_threadpool(supported_types)
         yield
         services.db.dispose()
 
