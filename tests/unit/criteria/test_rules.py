@@ -149,7 +149,7 @@ def test_evaluate_news2_from_recent_readings() -> None:
                 "temperature": 39.5,
                 "oxygen": 1,
             },
-            20,
+            19,
             "high",
         ),
     ],
