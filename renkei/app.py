@@ -18,10 +18,12 @@ from renkei import __version__
 from renkei.auth.principal import Principal
 from renkei.clock import Clock, SystemClock
 from renkei.config import Settings
+from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy, AllowAll
 from renkei.fhir.searching import BasicIndexWriter, BasicSearch
+from renkei.store.blobs import BlobStore
 from renkei.store.db import Database
 
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
@@ -47,7 +49,9 @@ def build_services(
     clock = clock or SystemClock()
     db = Database(str(settings.database_url), echo=settings.sql_echo)
     policy = policy or AllowAll()
+    binaries = BinaryPolicy(BlobStore(settings.data_dir / "attachments"))
     engine = FhirEngine(
+        binaries=binaries,
         clock=clock,
         indexer=BasicIndexWriter(),
         search=BasicSearch(policy),
