@@ -79,22 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    _load_extensions()
-    for register in _EXTENSIONS:
+    for register in _extensions():
         register(sub)
     return parser
 
 
-#: Other packages add their sub-commands here (auth: org/user/client/token, audit ...).
-_EXTENSIONS: list[Callable[[Any], None]] = []
+#: Modules that add sub-commands: each has ``register(subparsers)``. Listed here rather
+#: than registered on import, so the command set never depends on import order.
+EXTENSION_MODULES: tuple[str, ...] = ("renkei.ops.cli",)
 
 
-def _load_extensions() -> None:
-    from renkei.ops.cli import register as ops
+def _extensions() -> list[Callable[[Any], None]]:
+    import importlib
 
-    for register in (ops,):
-        if register not in _EXTENSIONS:
-            _EXTENSIONS.append(register)
+    return [importlib.import_module(name).register for name in EXTENSION_MODULES]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
