@@ -167,9 +167,12 @@ def _instant(value: str | None, cfg: GroupConfig, default: datetime, name: str) 
     if value is None:
         return default
     try:
-        t = datetime.fromisoformat(value.replace(" ", "+"))
-    except ValueError as exc:
-        raise errors.InvalidChange(f"{name}: {value!r} is not an ISO 8601 date-time") from exc
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        try:  # an unencoded "+09:00" arrives as " 09:00"
+            t = datetime.fromisoformat(value.replace(" ", "+"))
+        except ValueError as exc:
+            raise errors.InvalidChange(f"{name}: {value!r} is not an ISO 8601 date-time") from exc
     return t if t.tzinfo else t.replace(tzinfo=cfg.tz)
 
 
