@@ -304,3 +304,18 @@ def test_in_office_hours_clinic_closure(services: Services, clock: ManualClock) 
         assert service.in_office_hours(session, CLINICS[1], t(8, 13, 10)) is True
         # the group covers the closed clinic's day
         assert service.duty_at(session, gid, t(8, 13, 10)).primary in DOCTORS
+
+
+def test_next_office_hours_start_skips_lunch_weekend_and_holidays(
+    services: Services, group: str
+) -> None:
+    with services.db.session() as session:
+        nxt = service.next_office_hours_start
+        assert nxt(session, CLINICS[0], t(4, 2, 10)) == t(4, 2, 10)  # open now
+        assert nxt(session, CLINICS[0], t(4, 2, 13)) == t(4, 2, 14)  # after lunch
+        assert nxt(session, CLINICS[0], t(4, 4, 15)) == t(4, 6, 9)  # Sat pm -> Monday
+        # 昭和の日 (Wed 4/29) is closed: opens Thursday
+        assert nxt(session, CLINICS[0], t(4, 28, 19)) == t(4, 30, 9)
+        # 年末年始: closed 12/29 - 1/3, first opening Monday 1/4 09:00
+        assert nxt(session, CLINICS[0], t(12, 28, 19)) == t(1, 4, 9, year=2027)
+        assert nxt(session, "Organization/other", t(4, 2, 10)) is None
