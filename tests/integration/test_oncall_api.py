@@ -260,3 +260,6 @@ def test_openapi_describes_oncall_with_examples(api: TestClient) -> None:
     create = paths["/oncall/groups"]["post"]["requestBody"]["content"]
     assert "application/yaml" in create
     assert create["application/json"]["examples"]["group"]["value"]["rotation"]
+    for path in ("duty", "schedule", "gaps", "fairness"):
+        ok = paths[f"/oncall/groups/{{group_id}}/{path}"]["get"]["responses"]["200"]
+        assert ok["content"]["application/json"]["example"], path
