@@ -366,3 +366,27 @@ def test_changes_never_rewrite_the_past(services: Services, clock: ManualClock, 
             after = on_duty(versions[v], probe)
             assert (before.primary, before.backup) == (after.primary, after.backup), (v, probe)
             probe += timedelta(minutes=47)
+
+
+def test_concurrent_changes_get_distinct_versions(
+    services: Services, clock: ManualClock, group: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def change(n: int) -> int:
+        with services.db.session(write=True) as session:
+            out = service.add_override(
+                session, clock, COORD, group, layer="primary", assignee=DOCTORS[n % 6],
+                start=t(5, 1 + n, 18), end=t(5, 2 + n, 9),
+            )  # fmt: skip
+            return int(out["version"])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        versions = sorted(pool.map(change, range(8)))
+    assert versions == list(range(2, 10))
+    with services.db.session() as session:
+        log = service.list_changes(session, COORD, group)
+        assert sorted(c["version"] for c in log) == list(range(1, 10))
+        r = service.load_roster(session, group)
+        for n in range(8):
+            assert on_duty(r, t(5, 1 + n, 20)).primary == DOCTORS[n % 6]
