@@ -19,6 +19,14 @@ from tests.rosterdata import group_dict
 def test_parse_config_round_trips_through_normalised_dict() -> None:
     cfg = parse_config(group_dict())
     assert parse_config(config_to_dict(cfg)) == cfg
+    with_escalation = parse_config(group_dict(escalation={"ack_timeout_minutes": 3}))
+    assert with_escalation.escalation is not None
+    assert (
+        with_escalation.escalation.ack_timeout_minutes,
+        with_escalation.escalation.max_rounds,
+    ) == (3, 2)
+    assert parse_config(config_to_dict(with_escalation)) == with_escalation
+    assert cfg.escalation is None
 
 
 @pytest.mark.parametrize(
@@ -36,6 +44,8 @@ def test_parse_config_round_trips_through_normalised_dict() -> None:
          "windows[0].end"),
         ({"closures": [{"name": "x", "from": "2026-08-16", "to": "2026-08-13"}]}, "closures[0].to"),
         ({"closures": [{"name": "x", "from": "12-29", "to": "2027-01-03"}]}, "closures[0]"),
+        ({"escalation": {"ack_timeout_minutes": 0}}, "escalation.ack_timeout_minutes"),
+        ({"escalation": {"max_rounds": "2"}}, "escalation.max_rounds"),
     ],
 )  # fmt: skip
 def test_parse_config_errors_name_the_field(change: dict, path: str) -> None:
