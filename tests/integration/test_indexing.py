@@ -158,3 +158,33 @@ def test_reindex_command_rebuilds_rows(
 
     assert main(["reindex", "--type", "Nope", "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["ok"] is False
+
+
+def test_migration_matches_index_table_models(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from renkei.store.models import metadata
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    finally:
+        engine.dispose()
+
+    def table_of(diff: Any) -> str:
+        item = diff[0] if isinstance(diff, list) else diff
+        for part in item[1:]:
+            name = getattr(part, "name", None)
+            table = getattr(part, "table", None)
+            if table is not None:
+                return str(table.name)
+            if isinstance(name, str):
+                return name
+            if isinstance(part, str):
+                return part
+        return ""
+
+    mine = [d for d in diffs if table_of(d).startswith("idx_")]
+    assert mine == []
