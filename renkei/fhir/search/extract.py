@@ -32,7 +32,8 @@ from functools import cache, lru_cache
 from typing import Any
 
 from renkei.fhir.search.dates import DEFAULT_ZONE, date_range
-from renkei.fhir.search.definitions import params_for
+from renkei.fhir.search.choices import instant_elements
+from renkei.fhir.search.definitions import params_for, split_union
 from renkei.fhir.search.fhirpath import Evaluator, Item, compile_path
 from renkei.fhir.search.text import normalize as _normalize_text
 
@@ -71,6 +72,13 @@ class _Plan:
     type: str
     expression: str
     evaluate: Evaluator
+    #: a date parameter on instant elements only: indexed as the exact point, low = high
+    instant: bool = False
+
+
+def _is_instant(expression: str) -> bool:
+    instants = instant_elements()
+    return all(part in instants for part in split_union(expression))
 
 
 @cache
@@ -85,7 +93,8 @@ def plan_for(res_type: str) -> tuple[_Plan, ...]:
         except Exception:  # an expression neither evaluator reads: not indexable
             log.warning("search parameter %s.%s: cannot compile %r", res_type, code, d.expression)
             continue
-        out.append(_Plan(code, d.type, d.expression, evaluator))
+        instant = d.type == "date" and _is_instant(d.expression)
+        out.append(_Plan(code, d.type, d.expression, evaluator, instant))
     return tuple(out)
 
 
@@ -129,6 +138,8 @@ def extract_rows(
         for item in items:
             try:
                 for kind, row in emit(plan.code, item, zone):
+                    if plan.instant and row.get("low") is not None:
+                        row["high"] = row["low"]
                     key = (kind, *row.values())
                     if key in seen:
                         continue

@@ -453,3 +453,23 @@ def test_extract_rows_is_fast_enough() -> None:
     per_resource = (time.perf_counter() - start) / 400
     # ~0.2 ms on the 2-core CI machine; the bound leaves room for a loaded runner
     assert per_resource < 0.002
+
+
+def test_extract_rows_instants_are_exact_points() -> None:
+    event = {
+        "resourceType": "AuditEvent",
+        "type": {"code": "rest"},
+        "recorded": "2026-04-01T09:00:00+09:00",
+        "agent": [{"requestor": True}],
+        "source": {"observer": {"reference": "Device/d1"}},
+    }
+    assert rows(event, "date", "date") == [(utc(2026, 4, 1), utc(2026, 4, 1))]
+    # the same text as a dateTime covers its whole second
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "effectiveDateTime": "2026-04-01T09:00:00+09:00",
+        "issued": "2026-04-01T09:00:00+09:00",
+    }
+    assert rows(obs, "date", "date") == [(utc(2026, 4, 1), utc(2026, 4, 1, 0, 0, 0, 999999))]
