@@ -31,8 +31,8 @@ from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
 from typing import Any
 
-from renkei.fhir.search.dates import DEFAULT_ZONE, date_range
 from renkei.fhir.search.choices import instant_elements
+from renkei.fhir.search.dates import DEFAULT_ZONE, date_range
 from renkei.fhir.search.definitions import params_for, split_union
 from renkei.fhir.search.fhirpath import Evaluator, Item, compile_path
 from renkei.fhir.search.text import normalize as _normalize_text
