@@ -12,6 +12,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from renkei.fhir.search.extract import extract_rows, plan_for
 
@@ -473,3 +475,79 @@ def test_extract_rows_instants_are_exact_points() -> None:
         "issued": "2026-04-01T09:00:00+09:00",
     }
     assert rows(obs, "date", "date") == [(utc(2026, 4, 1), utc(2026, 4, 1, 0, 0, 0, 999999))]
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "value",
+                    "system",
+                    "code",
+                    "coding",
+                    "text",
+                    "reference",
+                    "start",
+                    "end",
+                    "family",
+                    "given",
+                    "line",
+                    "low",
+                    "high",
+                    "event",
+                    "repeat",
+                    "boundsPeriod",
+                    "identifier",
+                    "type",
+                    "url",
+                    "extension",
+                    "valueCode",
+                    "currency",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    res_type=st.sampled_from(["Patient", "Observation", "Encounter", "MedicationRequest"]),
+    fields=st.dictionaries(
+        st.sampled_from(
+            [
+                "name",
+                "identifier",
+                "birthDate",
+                "telecom",
+                "address",
+                "code",
+                "subject",
+                "effectiveDateTime",
+                "effectivePeriod",
+                "valueQuantity",
+                "component",
+                "period",
+                "dosageInstruction",
+                "meta",
+                "deceasedBoolean",
+                "generalPractitioner",
+            ]
+        ),
+        _json,
+        max_size=6,
+    ),
+)
+def test_extract_rows_never_raises(res_type: str, fields: dict[str, Any]) -> None:
+    found = extract_rows(res_type, {"resourceType": res_type, **fields})
+    assert set(found) == {"string", "token", "reference", "date", "number", "quantity", "uri"}
