@@ -31,11 +31,7 @@ from renkei.store.repository import SqlRepository  # noqa: E402
 
 
 def _examples() -> dict[str, dict[str, Any]]:
-    base = next(
-        p / "shared" / "jpcore" / "examples"
-        for p in ROOT.parents
-        if (p / "shared" / "jpcore" / "examples").is_dir()
-    )
+    base = ROOT / "tests" / "data" / "jpcore"
     return {
         name: json.loads((base / f"{name}-jp-{stem}.json").read_text(encoding="utf-8"))
         for name, stem in (

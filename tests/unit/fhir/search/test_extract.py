@@ -17,11 +17,7 @@ from hypothesis import strategies as st
 
 from renkei.fhir.search.extract import extract_rows, plan_for
 
-EXAMPLES = next(
-    p / "shared" / "jpcore" / "examples"
-    for p in Path(__file__).resolve().parents
-    if (p / "shared" / "jpcore" / "examples").is_dir()
-)
+EXAMPLES = Path(__file__).resolve().parents[3] / "data" / "jpcore"
 JST = ZoneInfo("Asia/Tokyo")
 
 
@@ -425,7 +421,9 @@ def test_extract_rows_malformed_values_are_skipped(caplog: pytest.LogCaptureFixt
 
 
 def test_extract_rows_every_jp_core_example_indexes() -> None:
-    for path in sorted(EXAMPLES.glob("*.json")):
+    paths = sorted(EXAMPLES.glob("*.json"))
+    assert len(paths) == 38
+    for path in paths:
         content = json.loads(path.read_text(encoding="utf-8"))
         found = extract_rows(content["resourceType"], content, pk=7)
         total = sum(len(v) for v in found.values())

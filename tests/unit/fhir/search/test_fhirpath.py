@@ -18,11 +18,7 @@ from renkei.fhir.search.fhirpath import (
     reference_type,
 )
 
-EXAMPLES = next(
-    p / "shared" / "jpcore" / "examples"
-    for p in Path(__file__).resolve().parents
-    if (p / "shared" / "jpcore" / "examples").is_dir()
-)
+EXAMPLES = Path(__file__).resolve().parents[3] / "data" / "jpcore"
 
 
 def _values(items: list[Any]) -> list[str]:
