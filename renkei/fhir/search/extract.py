@@ -39,8 +39,14 @@ from renkei.fhir.search.text import normalize as _normalize_text
 
 log = logging.getLogger(__name__)
 
-#: The same names recur (name, phonetic, family, given; a clinic's patients share a city).
-normalize = lru_cache(maxsize=16384)(_normalize_text)
+_normalize_cached = lru_cache(maxsize=16384)(_normalize_text)
+
+
+def _normalize(text: str) -> str:
+    """Short texts recur (name, phonetic, family, given; a clinic's patients share a city)
+    and are cached; long ones are not, so the cache stays small."""
+    return _normalize_cached(text) if len(text) <= 64 else _normalize_text(text)
+
 
 Row = dict[str, Any]
 Rows = dict[str, list[Row]]
@@ -186,7 +192,7 @@ def _s(value: Any, size: int = _STR) -> str | None:
 
 
 def _norm(value: Any) -> str | None:
-    return _fit(normalize(value)) if isinstance(value, str) and value else None
+    return _fit(_normalize(value[: _STR * 2])) if isinstance(value, str) and value else None
 
 
 def _each(value: Any) -> Iterable[Any]:
@@ -206,7 +212,7 @@ def _string_row(code: str, text: Any) -> tuple[str, Row] | None:
         return None
     return "string", {
         "param": code,
-        "value_norm": _fit(normalize(text)),
+        "value_norm": _fit(_normalize(text[: _STR * 2])),
         "value_exact": _fit(text),
     }
 
