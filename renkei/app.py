@@ -97,12 +97,14 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
 
-    from renkei.api import fhir, health
+    from renkei.api import fhir, health, oncall
     from renkei.api.middleware import RequestMiddleware
 
     app.add_middleware(RequestMiddleware)
     app.include_router(health.router)
     app.include_router(fhir.router)
+    app.include_router(oncall.router)
+    oncall.register_error_handlers(app)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
