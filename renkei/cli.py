@@ -108,5 +108,16 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+def _load_extensions() -> None:
+    """Import the packages that register sub-commands (after CliError exists)."""
+    from renkei.auth.cli import register as auth_commands
+
+    for register in (auth_commands,):
+        if register not in _EXTENSIONS:
+            _EXTENSIONS.append(register)
+
+
+_load_extensions()
+
 if __name__ == "__main__":
     raise SystemExit(main())

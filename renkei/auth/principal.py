@@ -27,3 +27,8 @@ class Principal:
     token_id: str | None = None
     #: a break-the-glass reason stated for this request, if any
     purpose_of_use: str | None = None
+
+
+#: The operator acting through local tools (``renkei demo``, ``renkei org create``, workers):
+#: passes the scope check; instance-level sharing rules still see ``kind == "operator"``.
+OPERATOR = Principal(subject="operator", kind="operator", scopes=frozenset({"system/*.cruds"}))

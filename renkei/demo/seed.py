@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from renkei.auth.principal import OPERATOR
 from renkei.config import Settings
 from renkei.demo.generate import INSTITUTION_NO_SYSTEM, patient
 from renkei.fhir.context import FhirRequest, RequestContext
@@ -80,7 +81,9 @@ def seed_demo(settings: Settings) -> dict[str, Any]:
         with services.db.session(write=True) as session:
             resp = services.engine.dispatch(
                 session,
-                FhirRequest("POST", "", body=demo_bundle(), context=RequestContext()),
+                FhirRequest(
+                    "POST", "", body=demo_bundle(), context=RequestContext(principal=OPERATOR)
+                ),
             )
         statuses = [e["response"]["status"] for e in (resp.body or {}).get("entry", [])]
         return {
