@@ -18,7 +18,7 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +113,14 @@ class _KeyFolder:
         keys = self.keys()
         if not keys:
             return None
-        return max(keys.values(), key=lambda k: (k.created, k.kid))
+        return max(keys.values(), key=lambda k: (datetime.fromisoformat(k.created), k.kid))
 
     def add(self, kid: str, created: datetime, material: bytes) -> _StoredKey:
+        """Store a key that becomes the newest, even if the clock has not moved."""
+        newest = self.newest()
+        if newest is not None:
+            floor = datetime.fromisoformat(newest.created) + timedelta(microseconds=1)
+            created = max(created, floor)
         key = _StoredKey(kid, created.isoformat(), material)
         payload = {"kid": kid, "created": key.created, "material": _b64(material)}
         _write_private(self.folder / f"{kid}.json", payload)
