@@ -180,3 +180,19 @@ def test_rotate_keys_rewraps_every_sealed_secret(services: Services, clock: Manu
         assert service.check_client_secret(services.auth, client, secret)
     with services.db.session(write=True) as session:
         assert service.rewrap_all(session, services.auth) == 0
+
+
+def test_issue_operator_token_is_reported_to_the_audit_seam(services: Services) -> None:
+    assert services.auth is not None
+    seen: list[AuthEvent] = []
+    services.auth.listeners.append(lambda _session, event: seen.append(event))
+    user = authkit.create_user(services)
+    with services.db.session(write=True) as session:
+        issued = service.issue_operator_token(
+            session, services.auth, user_id=user.id, scope="user/Patient.rs", minutes=15
+        )
+    event = next(e for e in seen if e.action == events.TOKEN_ISSUED_BY_OPERATOR)
+    assert event.subject == user.id
+    assert event.detail["jti"] == issued.jti
+    assert event.detail["scope"] == "user/Patient.rs"
+    assert issued.expires_in == 15 * 60
