@@ -588,3 +588,10 @@ def test_fhir_token_of_deactivated_user_is_401(services: Services, anon_client: 
     with services.db.session(write=True) as session:
         session.execute(auth_user.update().where(auth_user.c.id == user.id).values(active=False))
     assert anon_client.get("/fhir/Patient", headers=_bearer(token)).status_code == 401
+
+
+def test_capability_statement_names_the_oauth_endpoints(anon_client: TestClient) -> None:
+    security = anon_client.get("/fhir/metadata").json()["rest"][0]["security"]
+    uris = {e["url"]: e["valueUri"] for e in security["extension"][0]["extension"]}
+    assert uris["token"] == TOKEN_URL
+    assert uris["authorize"] == "http://testserver/auth/authorize"
