@@ -314,6 +314,32 @@ async def smart_configuration(request: Request) -> JSONResponse:
 # -- the bearer-token seam (services.authenticate) -------------------------------------------------
 
 
+#: FHIR paths served without a token (CapabilityStatement and SMART discovery)
+_PUBLIC_FHIR = ("/fhir/metadata", "/fhir/.well-known/")
+
+
+def _needs_token(path: str) -> bool:
+    """Whether ``path`` is on the FHIR API and not one of its public documents.
+
+    >>> _needs_token("/fhir/Patient"), _needs_token("/fhir/metadata"), _needs_token("/oncall/x")
+    (True, False, False)
+    """
+    if not (path == "/fhir" or path.startswith("/fhir/")):
+        return False
+    return not any(path == p.rstrip("/") or path.startswith(p) for p in _PUBLIC_FHIR)
+
+
+def _http_base(url: str) -> str:
+    """A websocket's base URL names the same server as its http(s) twin (the token's aud).
+
+    >>> _http_base("wss://renkei.example.jp/fhir")
+    'https://renkei.example.jp/fhir'
+    """
+    if url.startswith("ws://") or url.startswith("wss://"):
+        return "http" + url[2:]
+    return url
+
+
 def bearer_authenticator(services: Services) -> Callable[[Request], Any]:
     """``services.authenticate``: the Bearer token of a request -> Principal (None if absent).
 
@@ -324,6 +350,13 @@ def bearer_authenticator(services: Services) -> Callable[[Request], Any]:
     async def authenticate(request: Request) -> Principal | None:
         header = request.headers.get("authorization")
         if not header:
+            if _needs_token(request.url.path):
+                # refused before the engine parses anything: an anonymous caller learns
+                # nothing, not even which types or parameters exist
+                raise Unauthorized(
+                    "a bearer access token is required",
+                    headers={"WWW-Authenticate": 'Bearer realm="renkei"'},
+                )
             return None
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
@@ -333,7 +366,7 @@ def bearer_authenticator(services: Services) -> Callable[[Request], Any]:
             )
         auth = services.auth
         assert auth is not None
-        fhir_base = base_url(request)
+        fhir_base = _http_base(base_url(request))
 
         def check() -> Principal:
             with services.db.session() as session:

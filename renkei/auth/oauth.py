@@ -57,6 +57,10 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHMS = ("RS384", "ES384", "RS256", "ES256")
 #: SMART Backend Services: an assertion lives at most five minutes
 MAX_ASSERTION_SECONDS = 300
+#: tolerated clock difference with a back end, on the assertion's exp
+CLOCK_SKEW_SECONDS = 60
+#: how long spent codes and refresh tokens are kept after expiry (replay detection, audit)
+_KEEP_SPENT = timedelta(days=1)
 #: scopes that ask for a refresh token (SMART App Launch)
 REFRESH_SCOPES = ("offline_access", "online_access")
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
@@ -194,7 +198,7 @@ def _assertion_client(
     exp = claims.get("exp")
     if not isinstance(exp, int) or exp <= now:
         raise InvalidClient("the assertion has expired")
-    if exp > now + MAX_ASSERTION_SECONDS:
+    if exp > now + MAX_ASSERTION_SECONDS + CLOCK_SKEW_SECONDS:
         raise InvalidClient("the assertion may live at most five minutes")
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti or len(jti) > 255:
@@ -217,7 +221,20 @@ def _assertion_client(
             )
     except IntegrityError as exc:
         raise InvalidClient("this assertion was already used (jti replay)") from exc
+    purge_expired(session, auth.clock.now())
     return client
+
+
+def purge_expired(session: Session, now: datetime) -> None:
+    """Drop rows that can no longer matter: used assertion ids and deny-list entries past
+    their expiry (an expired token or assertion fails anyway), codes and refresh tokens a
+    day after theirs."""
+    session.execute(auth_assertion_jti.delete().where(auth_assertion_jti.c.expires_at < now))
+    session.execute(auth_revoked_jti.delete().where(auth_revoked_jti.c.expires_at < now))
+    session.execute(auth_code.delete().where(auth_code.c.expires_at < now - _KEEP_SPENT))
+    session.execute(
+        auth_refresh_token.delete().where(auth_refresh_token.c.expires_at < now - _KEEP_SPENT)
+    )
 
 
 # -- the authorization request --------------------------------------------------------------------
@@ -297,6 +314,7 @@ def check_authorization_request(
 def issue_code(session: Session, auth: AuthServer, request: AuthorizationRequest, user: Any) -> str:
     """A one-time authorization code for ``user`` (stored as its SHA-256 digest)."""
     code = secrets.token_urlsafe(32)
+    purge_expired(session, auth.clock.now())
     session.execute(
         auth_code.insert().values(
             code_hash=_digest(code),
@@ -763,6 +781,7 @@ __all__ = [
     "is_revoked",
     "issue_code",
     "parse_basic",
+    "purge_expired",
     "revoke",
     "token_response",
 ]

@@ -595,3 +595,25 @@ def test_capability_statement_names_the_oauth_endpoints(anon_client: TestClient)
     uris = {e["url"]: e["valueUri"] for e in security["extension"][0]["extension"]}
     assert uris["token"] == TOKEN_URL
     assert uris["authorize"] == "http://testserver/auth/authorize"
+
+
+def test_purge_expired_keeps_live_rows(
+    services: Services, anon_client: TestClient, clock: ManualClock, ehr_key: RSAKey
+) -> None:
+    import sqlalchemy as sa
+
+    from renkei.auth.models import auth_assertion_jti
+
+    client_id = _jwks_client(services, ehr_key)
+    assert _assertion_grant(anon_client, _assertion(ehr_key, client_id, clock)).status_code == 200
+    clock.advance(seconds=400)
+    assert _assertion_grant(anon_client, _assertion(ehr_key, client_id, clock)).status_code == 200
+    with services.db.session() as session:
+        rows = session.execute(sa.select(sa.func.count()).select_from(auth_assertion_jti)).scalar()
+    assert rows == 1  # the first assertion's id expired and went; the live one stays
+
+
+def test_fhir_without_token_is_401_before_any_parsing(anon_client: TestClient) -> None:
+    assert anon_client.get("/fhir/NotAType").status_code == 401
+    assert anon_client.post("/fhir/", content=b"{not json").status_code == 401
+    assert anon_client.get("/fhir/Patient?nonsense=1").status_code == 401
