@@ -107,19 +107,24 @@ class ScopePolicy:
         self.inner.check_write(session, ctx, res_type, new, old)
 
     def search_filter(self, session: Session, ctx: RequestContext, res_type: str | None) -> Any:
-        """Types the token has no permission on at all never match (no existence probing
-        through conditional references); then the inner policy's condition."""
+        """A SQL condition matching ``can_read``'s type rule, so the search engine never
+        loads rows the scope check would drop: in a search, types other than the searched
+        one (includes, chain and ``_has`` targets) need 'r' or 's'; elsewhere (conditional
+        matches) any permission on the type. Then the inner policy's condition."""
         principal = _principal(ctx)
         inner = self.inner.search_filter(session, ctx, res_type)  # type: ignore[arg-type]
         if principal.kind == "operator":
             return inner
         contexts = _contexts(principal)
+        interaction, authorized_type = ctx.extra.get(_KEY, ("search", None))
         own: Any = None
         if res_type is None:
             if not any(permits(principal.scopes, None, p, contexts) for p in "rs"):
                 own = resource.c.res_type.in_(self._readable_types(principal, contexts))
-        elif not any(permits(principal.scopes, res_type, p, contexts) for p in PERMISSIONS):
-            own = sa.false()
+        elif res_type != authorized_type or interaction not in (*_WRITES, "search"):
+            letters = "rs" if interaction in ("search", "read", "operation") else PERMISSIONS
+            if not any(permits(principal.scopes, res_type, p, contexts) for p in letters):
+                own = sa.false()
         if own is None:
             return inner
         return own if inner is None else sa.and_(own, inner)

@@ -84,6 +84,15 @@ def test_can_read_lets_a_writer_see_the_version_it_replaces() -> None:
 
 def test_search_filter_hides_types_without_any_permission() -> None:
     ctx = _ctx("system/Observation.c")
+    POLICY.authorize(ctx, "create", "Observation")  # e.g. a conditional create's match
     assert POLICY.search_filter(None, ctx, "Observation") is None  # type: ignore[arg-type]
     hidden = POLICY.search_filter(None, ctx, "Patient")  # type: ignore[arg-type]
     assert str(hidden) == "false"
+
+
+def test_search_filter_in_a_search_hides_other_types_without_read() -> None:
+    ctx = _ctx("system/Patient.s", "system/Observation.c")
+    POLICY.authorize(ctx, "search", "Patient")
+    assert POLICY.search_filter(None, ctx, "Patient") is None  # type: ignore[arg-type]
+    # an Observation could be included or chained to, but the token may not read them
+    assert str(POLICY.search_filter(None, ctx, "Observation")) == "false"  # type: ignore[arg-type]
