@@ -48,7 +48,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         from renkei.demo import seed_demo
 
         seed_demo(settings)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    from renkei.logs import configure_logging
+
+    configure_logging()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        timeout_graceful_shutdown=20,
+    )
     return {"ok": True}
 
 
@@ -70,13 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    for register in _EXTENSIONS:
+    for register in _extensions():
         register(sub)
     return parser
 
 
-#: Other packages add their sub-commands here (auth: org/user/client/token, audit ...).
-_EXTENSIONS: list[Callable[[Any], None]] = []
+#: Modules that add sub-commands: each has ``register(subparsers)``. Listed here rather
+#: than registered on import, so the command set never depends on import order.
+EXTENSION_MODULES: tuple[str, ...] = ("renkei.ops.cli", "renkei.auth.cli")
+
+
+def _extensions() -> list[Callable[[Any], None]]:
+    import importlib
+
+    return [importlib.import_module(name).register for name in EXTENSION_MODULES]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,17 +123,6 @@ class CliError(Exception):
         super().__init__(message)
         self.exit_code = exit_code
 
-
-def _load_extensions() -> None:
-    """Import the packages that register sub-commands (after CliError exists)."""
-    from renkei.auth.cli import register as auth_commands
-
-    for register in (auth_commands,):
-        if register not in _EXTENSIONS:
-            _EXTENSIONS.append(register)
-
-
-_load_extensions()
 
 if __name__ == "__main__":
     raise SystemExit(main())
