@@ -114,8 +114,19 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> dict[str, A
     data = not args.signing_only
     signing = not args.data_only
     with _services(settings) as svc, svc.db.session(write=True) as session:
-        rotation = service.rotate_keys(session, svc.auth, data=data, signing=signing)
+        rotation = service.rotate_keys(
+            session, svc.auth, data=data, signing=signing, rewrap=not args.no_rewrap
+        )
     return rotation.to_json()
+
+
+def cmd_keys_rewrap(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from renkei.auth import service
+
+    with _services(settings) as svc, svc.db.session(write=True) as session:
+        count = service.rewrap_all(session, svc.auth)
+        kid = svc.auth.keyring.active_kid
+    return {"ok": True, "data_kid": kid, "rewrapped": count}
 
 
 def _command(
@@ -175,6 +186,12 @@ def register(sub: Any) -> None:
     only = p.add_mutually_exclusive_group()
     only.add_argument("--data-only", action="store_true", help="rotate the data key only")
     only.add_argument("--signing-only", action="store_true", help="rotate the signing key only")
+    p.add_argument(
+        "--no-rewrap",
+        action="store_true",
+        help="only add keys; run `renkei keys rewrap` once every server has them",
+    )
+    _command(keys, "rewrap", "re-seal stored secrets under the newest data key", cmd_keys_rewrap)
 
 
 __all__ = ["register"]

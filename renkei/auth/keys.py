@@ -13,6 +13,7 @@ still verifies until it expires; ``rewrap`` then moves stored secrets to the new
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -66,8 +67,11 @@ def _write_private(path: Path, payload: dict[str, Any]) -> None:
 
 
 def _private_dir(path: Path) -> Path:
+    """Create ``path`` 0700; a read-only mount (a Kubernetes Secret) is used as it is."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    # read-only: the files' own 0600/0400 modes are still checked on load
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
     return path
 
 

@@ -561,17 +561,24 @@ class Rotation:
 
 
 def rotate_keys(
-    session: Session, auth: AuthServer, *, data: bool = True, signing: bool = True
+    session: Session,
+    auth: AuthServer,
+    *,
+    data: bool = True,
+    signing: bool = True,
+    rewrap: bool = True,
 ) -> Rotation:
     """Add new keys, then re-seal every stored secret under the new data key.
 
     The new key file is written before any row changes, and old keys stay in the folder,
     so running servers read old and new values alike throughout (no downtime). Old signing
-    keys stay published so tokens they signed verify until they expire.
+    keys stay published so tokens they signed verify until they expire. ``rewrap=False``
+    only adds keys: where key files reach servers with a delay (a Kubernetes Secret), add
+    first, wait until every replica has the new files, then run :func:`rewrap_all`.
     """
     data_kid = auth.keyring.add_key() if data else None
     signing_kid = auth.signing.add_key() if signing else None
-    count = rewrap_all(session, auth) if data else 0
+    count = rewrap_all(session, auth) if data and rewrap else 0
     auth.emit(
         session,
         events.AuthEvent(

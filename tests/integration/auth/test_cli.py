@@ -143,3 +143,13 @@ def test_keys_rotate_rewraps_and_keeps_files_private(run: Run, tmp_path: Path) -
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
     code, again = run("keys", "rotate", "--signing-only")
     assert again["rewrapped"] == 0 and again["data_kid"] is None
+
+
+def test_keys_rotate_in_two_phases(run: Run) -> None:
+    org = _org(run)
+    run("client", "create", "--org", org, "--name", "EHR", "--scope", "system/*.rs")
+    code, added = run("keys", "rotate", "--data-only", "--no-rewrap")
+    assert code == 0 and added["rewrapped"] == 0 and added["signing_kid"] is None
+    code, rewrapped = run("keys", "rewrap")
+    assert code == 0
+    assert rewrapped == {"ok": True, "data_kid": added["data_kid"], "rewrapped": 1}
