@@ -73,6 +73,14 @@ def cmd_user_create(args: argparse.Namespace, settings: Settings) -> dict[str, A
     return created.to_json()
 
 
+def cmd_user_disable(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from renkei.auth import service
+
+    with _services(settings) as svc, svc.db.session(write=True) as session:
+        revoked = service.disable_user(session, svc.auth, args.user)
+    return {"ok": True, "id": args.user, "refresh_tokens_revoked": revoked}
+
+
 def cmd_client_create(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from renkei.auth import service
     from renkei.cli import CliError
@@ -155,6 +163,8 @@ def register(sub: Any) -> None:
     p.add_argument("--login", required=True)
     p.add_argument("--role", required=True, choices=ROLES)
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p = _command(user, "disable", "disable an account; its tokens stop working", cmd_user_disable)
+    p.add_argument("--user", required=True, help="user id")
 
     client = sub.add_parser("client", help="OAuth clients").add_subparsers(
         dest="action", required=True

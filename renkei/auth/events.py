@@ -29,6 +29,7 @@ REFRESH_TOKEN_REUSED = "token.refresh-reused"
 CLIENT_AUTH_FAILED = "client.auth-failed"
 ORGANIZATION_CREATED = "admin.organization-created"
 USER_CREATED = "admin.user-created"
+USER_DISABLED = "admin.user-disabled"
 CLIENT_CREATED = "admin.client-created"
 KEYS_ROTATED = "admin.keys-rotated"
 
@@ -66,6 +67,7 @@ __all__ = [
     "TOKEN_REFRESHED",
     "TOKEN_REVOKED",
     "USER_CREATED",
+    "USER_DISABLED",
     "AuthEvent",
     "AuthEventListener",
 ]

@@ -238,6 +238,33 @@ def totp_secret(session: Session, auth: AuthServer, user_id: str) -> str:
     return str(auth.keyring.open(row.totp_secret, _totp_context(user_id)))
 
 
+def disable_user(session: Session, auth: AuthServer, user_id: str) -> int:
+    """Disable an account: its access tokens stop working at once (each request checks the
+    account is active) and its refresh tokens are revoked. Returns how many were revoked."""
+    from renkei.auth.models import auth_refresh_token
+
+    get_user(session, user_id)
+    now = auth.clock.now()
+    session.execute(auth_user.update().where(auth_user.c.id == user_id).values(active=False))
+    revoked = session.execute(
+        auth_refresh_token.update()
+        .where(auth_refresh_token.c.user_id == user_id, auth_refresh_token.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    count = int(revoked.rowcount or 0)  # type: ignore[attr-defined]
+    auth.emit(
+        session,
+        events.AuthEvent(
+            events.USER_DISABLED,
+            now,
+            subject=user_id,
+            subject_kind="user",
+            detail={"refresh_tokens_revoked": count},
+        ),
+    )
+    return count
+
+
 # -- sign-in ------------------------------------------------------------------------------------
 
 
@@ -624,6 +651,7 @@ __all__ = [
     "create_client",
     "create_organization",
     "create_user",
+    "disable_user",
     "get_client",
     "get_user",
     "issue_operator_token",

@@ -617,3 +617,21 @@ def test_fhir_without_token_is_401_before_any_parsing(anon_client: TestClient) -
     assert anon_client.get("/fhir/NotAType").status_code == 401
     assert anon_client.post("/fhir/", content=b"{not json").status_code == 401
     assert anon_client.get("/fhir/Patient?nonsense=1").status_code == 401
+
+
+def test_disable_user_cuts_off_access_and_refresh(
+    services: Services, anon_client: TestClient, clock: ManualClock
+) -> None:
+    assert services.auth is not None
+    client_id, body = _people_tokens(services, anon_client, clock, "user/Patient.rs offline_access")
+    introspected = anon_client.post(
+        "/auth/introspect", data={"token": body["access_token"], "client_id": client_id}
+    ).json()
+    with services.db.session(write=True) as session:
+        assert service.disable_user(session, services.auth, introspected["sub"]) == 1
+    assert (
+        anon_client.get("/fhir/Patient", headers=_bearer(body["access_token"])).status_code == 401
+    )
+    assert (
+        _refresh(anon_client, client_id, body["refresh_token"]).json()["error"] == "invalid_grant"
+    )
