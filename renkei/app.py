@@ -108,13 +108,15 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
 
-    from renkei.api import auth, fhir, health
+    from renkei.api import auth, fhir, health, oncall
     from renkei.api.middleware import RequestMiddleware
 
     app.add_middleware(RequestMiddleware)
     app.include_router(health.router)
     app.include_router(auth.router)  # before /fhir/{path}: it serves /fhir/.well-known/...
     app.include_router(fhir.router)
+    app.include_router(oncall.router)
+    oncall.register_error_handlers(app)
     app.add_exception_handler(AuthError, auth.auth_error_response)
 
     @app.exception_handler(FhirError)

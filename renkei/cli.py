@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -86,11 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Modules that add sub-commands: each has ``register(subparsers)``. Listed here rather
 #: than registered on import, so the command set never depends on import order.
-EXTENSION_MODULES: tuple[str, ...] = ("renkei.ops.cli", "renkei.auth.cli")
+EXTENSION_MODULES: tuple[str, ...] = ("renkei.ops.cli", "renkei.roster.cli", "renkei.auth.cli")
 
 
 def _extensions() -> list[Callable[[Any], None]]:
-    import importlib
 
     return [importlib.import_module(name).register for name in EXTENSION_MODULES]
 

@@ -165,3 +165,13 @@ def seed_demo(settings: Settings, *, patients: int = PATIENTS) -> dict[str, Any]
         }
     finally:
         services.db.dispose()
+
+
+def _roster_step(services: Any, session: Session, net: DemoNetwork) -> dict[str, Any]:
+    """The rotation group of the four clinics, with six doctors (renkei.roster.demo)."""
+    from renkei.roster.demo import demo_step
+
+    return demo_step(services, session, net.of_kind("clinic"))
+
+
+DEMO_STEPS.append(_roster_step)
