@@ -16,12 +16,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from renkei import __version__
+from renkei.auth.errors import AuthError
+from renkei.auth.policy import ScopePolicy
 from renkei.auth.principal import Principal
+from renkei.auth.server import AuthServer
 from renkei.clock import Clock, SystemClock
 from renkei.config import Settings
 from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.engine import EngineSettings, FhirEngine
-from renkei.fhir.outcome import Issue, operation_outcome
+from renkei.fhir.outcome import FhirError, Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy, AllowAll
 from renkei.fhir.search.indexer import SearchIndexWriter
 from renkei.fhir.searching import BasicSearch
@@ -43,14 +46,18 @@ class Services:
     engine: FhirEngine
     #: resolves the caller of a request (bearer token...); None until auth is wired in
     authenticate: Authenticator | None = None
+    #: keys, password hasher, token rules and the audit listeners of the auth package
+    auth: AuthServer | None = None
 
 
 def build_services(
     settings: Settings, *, clock: Clock | None = None, policy: AccessPolicy | None = None
 ) -> Services:
+    """Build every collaborator. ``policy`` is the inner (sharing) policy; SMART scopes are
+    always enforced around it by :class:`ScopePolicy`."""
     clock = clock or SystemClock()
     db = Database(str(settings.database_url), echo=settings.sql_echo)
-    policy = policy or AllowAll()
+    policy = ScopePolicy(policy or AllowAll())
     binaries = BinaryPolicy(BlobStore(settings.data_dir / "attachments"))
     engine = FhirEngine(
         binaries=binaries,
@@ -62,7 +69,13 @@ def build_services(
             default_count=settings.default_page_size, max_count=settings.max_page_size
         ),
     )
-    return Services(settings=settings, db=db, clock=clock, engine=engine)
+    services = Services(
+        settings=settings, db=db, clock=clock, engine=engine, auth=AuthServer(settings, clock)
+    )
+    from renkei.api.auth import bearer_authenticator
+
+    services.authenticate = bearer_authenticator(services)
+    return services
 
 
 def create_app(
@@ -97,14 +110,26 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
 
-    from renkei.api import fhir, health, oncall
+    from renkei.api import auth, fhir, health, oncall
     from renkei.api.middleware import RequestMiddleware
 
     app.add_middleware(RequestMiddleware)
     app.include_router(health.router)
+    app.include_router(auth.router)  # before /fhir/{path}: it serves /fhir/.well-known/...
     app.include_router(fhir.router)
     app.include_router(oncall.router)
     oncall.register_error_handlers(app)
+    app.add_exception_handler(AuthError, auth.auth_error_response)
+
+    @app.exception_handler(FhirError)
+    async def _fhir_error(request: Request, exc: FhirError) -> Response:
+        # e.g. a bad bearer token met by a dependency outside /fhir
+        return Response(
+            orjson.dumps(exc.outcome()),
+            status_code=exc.status,
+            headers=dict(exc.headers),
+            media_type="application/fhir+json",
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -91,6 +91,7 @@ EXTENSION_MODULES: tuple[str, ...] = (
     "renkei.ops.cli",
     "renkei.roster.cli",
     "renkei.fhir.search.commands",
+    "renkei.auth.cli",
 )
 
 

@@ -20,6 +20,35 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """Sign-in and token rules (MHLW guideline 6.0, システム運用編 認証・認可).
+
+    The argon2 cost is a setting so that tests can lower it; production keeps the defaults
+    (RFC 9106's second recommended option: t=3, 64 MiB).
+    """
+
+    #: consecutive failed sign-ins (password or TOTP) that lock an account
+    lockout_threshold: int = 5
+    lockout_minutes: int = 15
+    access_token_minutes: int = 60
+    refresh_token_days: int = 14
+    authorization_code_seconds: int = 60
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+
+    def __post_init__(self) -> None:
+        if self.lockout_threshold < 1 or self.lockout_minutes < 1:
+            raise SettingsError("RENKEI_LOCKOUT_THRESHOLD and RENKEI_LOCKOUT_MINUTES must be >= 1")
+        if not 1 <= self.access_token_minutes <= 24 * 60:
+            raise SettingsError("RENKEI_ACCESS_TOKEN_MINUTES must be between 1 and 1440")
+        if self.refresh_token_days < 1:
+            raise SettingsError("RENKEI_REFRESH_TOKEN_DAYS must be >= 1")
+        if self.argon2_time_cost < 1 or self.argon2_memory_kib < 8 or self.argon2_parallelism < 1:
+            raise SettingsError("argon2 parameters are too small")
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: Secret
     data_dir: Path
@@ -31,6 +60,7 @@ class Settings:
     default_page_size: int = 20
     max_page_size: int = 500
     sql_echo: bool = False
+    auth: AuthSettings = field(default_factory=AuthSettings)
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -65,6 +95,7 @@ class Settings:
             max_page = int(env.get("RENKEI_MAX_PAGE_SIZE", "500"))
         except ValueError as exc:
             raise SettingsError("RENKEI_PAGE_SIZE and RENKEI_MAX_PAGE_SIZE are integers") from exc
+        auth = _auth_from_env(env)
         return cls(
             database_url=Secret(url),
             data_dir=data_dir,
@@ -74,4 +105,26 @@ class Settings:
             default_page_size=page,
             max_page_size=max_page,
             sql_echo=env.get("RENKEI_SQL_ECHO", "") == "1",
+            auth=auth,
         )
+
+
+_AUTH_ENV = {
+    "lockout_threshold": "RENKEI_LOCKOUT_THRESHOLD",
+    "lockout_minutes": "RENKEI_LOCKOUT_MINUTES",
+    "access_token_minutes": "RENKEI_ACCESS_TOKEN_MINUTES",
+    "refresh_token_days": "RENKEI_REFRESH_TOKEN_DAYS",
+    "argon2_time_cost": "RENKEI_ARGON2_TIME_COST",
+    "argon2_memory_kib": "RENKEI_ARGON2_MEMORY_KIB",
+}
+
+
+def _auth_from_env(env: dict[str, str]) -> AuthSettings:
+    values: dict[str, int] = {}
+    for name, var in _AUTH_ENV.items():
+        if env.get(var):
+            try:
+                values[name] = int(env[var])
+            except ValueError as exc:
+                raise SettingsError(f"{var} must be an integer, got {env[var]!r}") from exc
+    return AuthSettings(**values)

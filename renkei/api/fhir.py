@@ -123,11 +123,11 @@ async def fhir_endpoint(path: str, request: Request) -> Response:
     pretty = request.query_params.get("_pretty") == "true"
     method = request.method.upper()
     try:
+        principal = await principal_of(request)  # first: anonymous callers learn nothing
         _negotiate(request)
         raw = await request.body()
         content_type = request.headers.get("content-type", "")
         body = _parse_body(raw, content_type, method, path)
-        principal = await principal_of(request)
     except FhirError as exc:
         return render(error_response(exc), pretty=pretty)
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_pretty",)]

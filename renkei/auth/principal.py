@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 class Principal:
     """The authenticated caller of one request.
 
-    ``organization_id`` and ``practitioner_role_id`` are FHIR ids (Organization/...,
-    PractitionerRole/...). A back-end client has no user and no practitioner role.
-    ``scopes`` are SMART v2 scopes as granted (``user/Patient.rs``, ``system/*.cruds``).
+    ``organization_id``, ``practitioner_id`` and ``practitioner_role_id`` are bare FHIR
+    logical ids (``"abc"`` for ``Organization/abc``). A back-end client (``kind ==
+    "client"``) has ``organization_id`` and ``client_id`` but no role or practitioner; a
+    person (``kind == "user"``) has all of them, ``subject`` being the account id.
+    ``scopes`` are SMART scopes as granted (``user/Patient.rs``, ``system/*.cruds``);
+    ``token_id`` is the access token's ``jti``. Built by ``renkei.auth.oauth.bearer_principal``.
     """
 
     subject: str  # user id or client id
@@ -27,3 +30,8 @@ class Principal:
     token_id: str | None = None
     #: a break-the-glass reason stated for this request, if any
     purpose_of_use: str | None = None
+
+
+#: The operator acting through local tools (``renkei demo``, ``renkei org create``, workers):
+#: passes the scope check; instance-level sharing rules still see ``kind == "operator"``.
+OPERATOR = Principal(subject="operator", kind="operator", scopes=frozenset({"system/*.cruds"}))

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from renkei.auth.principal import OPERATOR
 from renkei.config import Settings
 from renkei.demo.clinical import patient_entries
 from renkei.demo.generate import INSTITUTION_NO_SYSTEM, patient
@@ -73,7 +74,7 @@ def organization(name: str, kind: str, number: str) -> dict[str, Any]:
 def _transaction(services: Any, session: Session, entries: list[dict[str, Any]]) -> list[Any]:
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
     resp = services.engine.dispatch(
-        session, FhirRequest("POST", "", body=bundle, context=RequestContext())
+        session, FhirRequest("POST", "", body=bundle, context=RequestContext(principal=OPERATOR))
     )
     if resp.status >= 400:
         raise OutcomeError(resp.status, resp.body, "demo seed: ")
@@ -114,7 +115,7 @@ def seed_network(
     )
     rng = random.Random(DEMO_SEED)
     now = services.clock.now()
-    ctx = RequestContext()
+    ctx = RequestContext(principal=OPERATOR)
     for n in range(1, patients + 1):
         clinic_no = ORGANIZATIONS[(n - 1) % 4][2]
         body = patient(rng, n, clinic_no)

@@ -26,6 +26,23 @@ _TYPE_INTERACTIONS = [
 ]
 
 
+def _oauth_uris(base_url: str) -> dict[str, Any]:
+    """SMART's oauth-uris extension: where the OAuth endpoints of this server are."""
+    root = base_url[: -len("/fhir")] if base_url.endswith("/fhir") else base_url
+    return {
+        "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+        "extension": [
+            {"url": name, "valueUri": f"{root}/auth/{path}"}
+            for name, path in (
+                ("token", "token"),
+                ("authorize", "authorize"),
+                ("revoke", "revoke"),
+                ("introspect", "introspect"),
+            )
+        ],
+    }
+
+
 def capability_statement(engine: FhirEngine, base_url: str) -> dict[str, Any]:
     resources = []
     search_params = getattr(engine.search, "search_params", None)
@@ -75,6 +92,11 @@ def capability_statement(engine: FhirEngine, base_url: str) -> dict[str, Any]:
         ),
         "security": {
             "cors": False,
+            "extension": [_oauth_uris(base_url)],
+            "description": (
+                "OAuth 2 bearer tokens with SMART on FHIR v2 scopes; discovery at "
+                ".well-known/smart-configuration"
+            ),
             "service": [
                 {
                     "coding": [

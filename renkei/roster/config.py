@@ -357,7 +357,7 @@ def parse_config(raw: Any) -> GroupConfig:
     )
 
     closures = []
-    for i, c in enumerate(raw.get("closures") or []):
+    for i, c in enumerate(_list(raw, "closures")):
         path = f"closures[{i}]"
         if not isinstance(c, dict):
             raise InvalidConfig("must be an object with name, from, to", path)
@@ -371,7 +371,7 @@ def parse_config(raw: Any) -> GroupConfig:
             raise InvalidConfig("a closure lasts at most a year", f"{path}.to")
         scope = tuple(
             _ref(x, "Organization", f"{path}.clinics[{j}]")
-            for j, x in enumerate(c.get("clinics") or [])
+            for j, x in enumerate(_list(c, "clinics"))
         )
         for j, ref in enumerate(scope):
             if ref not in {cl.id for cl in clinics}:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from renkei.auth.principal import Principal
+from renkei.auth.principal import OPERATOR, Principal
 from renkei.clock import Clock
 from renkei.demo.generate import IDE
 from renkei.fhir.context import FhirRequest, RequestContext
@@ -212,7 +212,7 @@ def demo_step(services: Any, session: Session, clinic_ids: list[str]) -> dict[st
     clinics = [c if "/" in c else f"Organization/{c}" for c in clinic_ids]
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": doctor_entries(clinics)}
     services.engine.dispatch(
-        session, FhirRequest("POST", "", body=bundle, context=RequestContext())
+        session, FhirRequest("POST", "", body=bundle, context=RequestContext(principal=OPERATOR))
     )
     search = service.fhir_search(services.engine, session)
     doctors = []

@@ -57,12 +57,13 @@ class Reader(Protocol):
 
 def fhir_search(engine: Any, session: Session) -> Search:
     """A :data:`Search` over the FHIR engine, for conditional references in definitions."""
+    from renkei.auth.principal import OPERATOR
     from renkei.fhir.context import FhirRequest, RequestContext
 
     def search(res_type: str, params: list[tuple[str, str]]) -> list[str]:
-        resp = engine.dispatch(
-            session, FhirRequest("GET", res_type, params=params, context=RequestContext())
-        )
+        # resolving a group definition's references is the server's own lookup
+        ctx = RequestContext(principal=OPERATOR)
+        resp = engine.dispatch(session, FhirRequest("GET", res_type, params=params, context=ctx))
         return [
             e["resource"]["id"]
             for e in (resp.body or {}).get("entry", [])

@@ -35,12 +35,15 @@ def deployment(tmp_path: Path) -> Iterator[dict[str, str]]:
     _need("nginx" if shutil.which("nginx") else "/usr/sbin/nginx", "nginx")
     with fresh_postgres_database("renkei_deploy") as url:
         ports = [free_port(), free_port()]
+        tls_port = free_port()
         env = {
             **os.environ,
             "RENKEI_DATABASE_URL": url,
             "RENKEI_DATA_DIR": str(tmp_path / "data"),
             "RENKEI_LOCAL_DIR": str(tmp_path / "local"),
-            "RENKEI_LOCAL_TLS_PORT": str(free_port()),
+            "RENKEI_LOCAL_TLS_PORT": str(tls_port),
+            # the public URL: tokens are issued for it and every replica accepts them
+            "RENKEI_BASE_URL": f"https://localhost:{tls_port}",
             "RENKEI_LOCAL_API_PORTS": " ".join(map(str, ports)),
             "RENKEI_BIN": RENKEI,
         }
@@ -54,8 +57,34 @@ def deployment(tmp_path: Path) -> Iterator[dict[str, str]]:
             subprocess.run([str(SCRIPT), "stop"], env=env, timeout=60)
 
 
+def _token(env: dict[str, str], verify: ssl.SSLContext) -> str:
+    """A back end's token, obtained the documented way: CLI registration, then OAuth."""
+    import json
+
+    def cli(*args: str) -> dict[str, str]:
+        done = subprocess.run(
+            [RENKEI, *args, "--json"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr + done.stdout
+        result: dict[str, str] = json.loads(done.stdout)
+        return result
+
+    org = cli("org", "create", "--name", "スモーク診療所", "--kind", "clinic")["id"]
+    client = cli("client", "create", "--org", org, "--name", "smoke", "--scope", "system/*.cruds")
+    resp = httpx.post(
+        f"{env['RENKEI_BASE_URL']}/auth/token",
+        data={"grant_type": "client_credentials", "scope": "system/*.cruds"},
+        auth=(client["client_id"], client["client_secret"]),
+        verify=verify,
+    )
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["access_token"])
+
+
 def test_two_replicas_behind_tls13_proxy(deployment: dict[str, str]) -> None:
-    env = deployment
+    ca = Path(deployment["RENKEI_LOCAL_DIR"]) / "certs" / "ca.crt"
+    token = _token(deployment, ssl.create_default_context(cafile=str(ca)))
+    env = {**deployment, "RENKEI_TOKEN": token}
     smoke = subprocess.run(
         [str(SCRIPT), "smoke"], env=env, capture_output=True, text=True, timeout=60
     )
