@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -22,6 +23,7 @@ from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy, AllowAll
 from renkei.fhir.searching import BasicIndexWriter, BasicSearch
+from renkei.notify import NotifyConfig, NotifyService
 from renkei.store.db import Database
 
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
@@ -39,10 +41,17 @@ class Services:
     engine: FhirEngine
     #: resolves the caller of a request (bearer token...); None until auth is wired in
     authenticate: Authenticator | None = None
+    #: outbox, websockets, FHIR Subscriptions (set by build_services)
+    notify: NotifyService | None = None
 
 
 def build_services(
-    settings: Settings, *, clock: Clock | None = None, policy: AccessPolicy | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    policy: AccessPolicy | None = None,
+    notify_config: NotifyConfig | None = None,
+    notify_kwargs: dict[str, Any] | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     db = Database(str(settings.database_url), echo=settings.sql_echo)
@@ -56,7 +65,14 @@ def build_services(
             default_count=settings.default_page_size, max_count=settings.max_page_size
         ),
     )
-    return Services(settings=settings, db=db, clock=clock, engine=engine)
+    config = notify_config or NotifyConfig(
+        redis_url=str(settings.redis_url) if settings.redis_url else None
+    )
+    # The websocket token verifier is connected to the auth package's JWT verification at
+    # merge time (notify_kwargs={"token_verifier": ...}); until then websockets refuse all.
+    notify = NotifyService(db, clock, engine, config, **(notify_kwargs or {}))
+    notify.install(engine)
+    return Services(settings=settings, db=db, clock=clock, engine=engine, notify=notify)
 
 
 def create_app(
@@ -70,8 +86,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        services.db.dispose()
+        if services.notify is not None:
+            await services.notify.start()
+        try:
+            yield
+        finally:
+            if services.notify is not None:
+                await services.notify.stop()
+            services.db.dispose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -85,10 +107,12 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
 
-    from renkei.api import fhir, health
+    from renkei.api import fhir, health, subscriptions, ws
 
     app.include_router(health.router)
     app.include_router(fhir.router)
+    app.include_router(ws.router)
+    app.include_router(subscriptions.router)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
