@@ -90,3 +90,73 @@ class TokenMap:
 
     def __call__(self, token: str) -> Principal | None:
         return self.tokens.get(token)
+
+
+class CareTeamTestPolicy:
+    """Test-only sharing rule: an organisation sees a patient's data while it is on the
+    patient's active CareTeam. The auth package's real policy (CareTeam + Consent) replaces
+    it after the merge; the notifier only ever calls ``can_read``.
+    """
+
+    def authorize(self, ctx: Any, interaction: str, res_type: str | None) -> None:
+        return None
+
+    def can_read(self, session: Any, ctx: Any, stored: Any) -> bool:
+        import sqlalchemy as sa
+
+        from renkei.notify.outbox import patient_of
+        from renkei.store.models import resource
+
+        principal = ctx.principal
+        if principal is None or stored.content is None:
+            return True
+        patient = patient_of(stored.res_type, stored.res_id, stored.content)
+        if patient is None:
+            return True
+        org = f"Organization/{principal.organization_id}"
+        rows = session.execute(
+            sa.select(resource.c.content).where(
+                resource.c.res_type == "CareTeam", resource.c.deleted.is_(False)
+            )
+        )
+        for (content,) in rows:
+            if content.get("status") != "active":
+                continue
+            if (content.get("subject") or {}).get("reference") != patient:
+                continue
+            members = {(p.get("member") or {}).get("reference") for p in content["participant"]}
+            if org in members:
+                return True
+        return False
+
+    def check_write(self, session: Any, ctx: Any, res_type: str, new: Any, old: Any) -> None:
+        return None
+
+    def search_filter(self, session: Any, ctx: Any, res_type: str) -> Any:
+        return None
+
+
+def fhir_call(
+    services: Any,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    principal: Any = None,
+    params: list[tuple[str, str]] | None = None,
+) -> Any:
+    """One FHIR interaction through the engine, committed (or rolled back on error)."""
+    from renkei.fhir.context import FhirRequest, RequestContext
+
+    req = FhirRequest(
+        method=method,
+        path=path,
+        params=params or [],
+        body=body,
+        context=RequestContext(principal=principal, base_url="http://testserver/fhir"),
+    )
+    with services.db.session(write=method != "GET") as session:
+        resp = services.engine.handle(session, req)
+        if resp.status >= 400:
+            session.rollback()
+    return resp
