@@ -160,3 +160,16 @@ def fhir_call(
         if resp.status >= 400:
             session.rollback()
     return resp
+
+
+def settle(client: Any) -> None:
+    """Wait until every committed event is sequenced and has reached this process's hub."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        status = client.get("/notify/status").json()
+        if status["outboxPending"] == 0 and status["hubPosition"] == status["head"]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the event stream did not settle")

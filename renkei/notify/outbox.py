@@ -317,6 +317,12 @@ def head_position(session: Session) -> int:
     return int(value or 0)
 
 
+def has_pending(session: Session) -> bool:
+    """Whether any committed row waits for a position (an indexed, lock-free probe)."""
+    stmt = sa.select(outbox.c.id).where(outbox.c.seq.is_(None)).limit(1)
+    return session.execute(stmt).first() is not None
+
+
 def pending_count(session: Session) -> int:
     """Committed rows still waiting for a position (the outbox queue depth)."""
     return int(
@@ -343,6 +349,7 @@ __all__ = [
     "Event",
     "SequencedEvent",
     "event_for_write",
+    "has_pending",
     "head_position",
     "make_write_listener",
     "patient_of",

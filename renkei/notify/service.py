@@ -29,6 +29,7 @@ from renkei.notify.hub import Hub, HubSettings
 from renkei.notify.models import subscription_event
 from renkei.notify.outbox import (
     SequencedEvent,
+    has_pending,
     head_position,
     make_write_listener,
     pending_count,
@@ -203,6 +204,9 @@ class NotifyService:
             counter["matched"] += match_events(session, checker, self._resolve, events)
 
         while True:
+            with self.db.session() as session:
+                if not has_pending(session):  # cheap read first: idle polls take no lock
+                    break
             with self.db.session(write=True) as session:
                 batch = sequence_pending(session, self.clock, on_sequenced=_match)
             if not batch:
@@ -216,6 +220,9 @@ class NotifyService:
         return out
 
     def _sequencer_loop(self) -> None:
+        import time
+
+        next_gauges = 0.0
         while not self._stop.is_set():
             self._wake_sequencer.wait(self.config.poll_seconds)
             self._wake_sequencer.clear()
@@ -223,7 +230,9 @@ class NotifyService:
                 return
             try:
                 self.sequence_once()
-                self._update_gauges()
+                if time.monotonic() >= next_gauges:
+                    next_gauges = time.monotonic() + 5.0
+                    self._update_gauges()
             except Exception:
                 log.exception("notify: sequencer round failed; will retry")
                 self._stop.wait(1.0)

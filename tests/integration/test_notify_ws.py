@@ -17,7 +17,14 @@ from renkei.clock import ManualClock
 from renkei.config import Settings
 from renkei.notify import NotifyConfig
 from renkei.notify.hub import HubSettings
-from tests.notify_support import FHIR_JSON, TokenMap, care_team, observation, patient_body
+from tests.notify_support import (
+    FHIR_JSON,
+    TokenMap,
+    care_team,
+    observation,
+    patient_body,
+    settle,
+)
 
 
 @pytest.fixture
@@ -50,17 +57,6 @@ def post(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
     assert resp.status_code == 201, resp.text
     result: dict[str, Any] = resp.json()
     return result
-
-
-def settle(client: TestClient) -> None:
-    """Wait until every committed event has reached the hub (delivery is asynchronous)."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        status = client.get("/notify/status").json()
-        if status["outboxPending"] == 0 and status["hubPosition"] == status["head"]:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the stream did not settle")
 
 
 def receive_until(ws: WebSocketTestSession, kind: str, limit: int = 50) -> dict[str, Any]:

@@ -60,7 +60,11 @@ class Receiver:
 
     def kinds(self) -> list[str]:
         return [
-            next(p["valueCode"] for p in b["entry"][0]["resource"]["parameter"] if p["name"] == "type")
+            next(
+                p["valueCode"]
+                for p in b["entry"][0]["resource"]["parameter"]
+                if p["name"] == "type"
+            )
             for b in self.accepted
         ]
 
