@@ -176,6 +176,8 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._background: set[asyncio.Future[None]] = set()
+        #: events handed over by this process's sequencer, by position (saves a read)
+        self._recent: dict[int, SequencedEvent] = {}
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -207,6 +209,20 @@ class Hub:
             return
         with contextlib.suppress(RuntimeError):  # loop closing
             loop.call_soon_threadsafe(self._announce, position)
+
+    def offer_events(self, events: Sequence[SequencedEvent]) -> None:
+        """Thread-safe: events this process just sequenced, so the hub needn't re-read them."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not events:
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._remember, list(events))
+
+    def _remember(self, events: list[SequencedEvent]) -> None:
+        for ev in events:
+            if ev.seq > self.position:
+                self._recent[ev.seq] = ev
+        self._announce(events[-1].seq)
 
     def _announce(self, position: int | None) -> None:
         if position is None:
@@ -403,16 +419,24 @@ class Hub:
     async def _advance(self) -> None:
         async with self._lock:
             start, until = self.position, self._target
-            events = await asyncio.to_thread(self._load, start, until)
+            events = self._cached(start, until)
+            if events is None:
+                events = await asyncio.to_thread(self._load, start, until)
             last = events[-1].seq if events else until
             live = [c for c in self.connections if c.live and not c.closed]
             if events and live:
                 people = [c for c in live if c.filters]
                 if any(e.event.res_type == "CareTeam" for e in events):
                     await self._refresh_my_patients(people)
-                deliveries = await asyncio.to_thread(self._decide, events, people)
-                fhir = await asyncio.to_thread(
-                    self._fhir_notifications, [c for c in live if c.bound], start, last
+                if isinstance(self.policy, AllowAll):
+                    deliveries = self._decide(events, people)  # no database access needed
+                else:
+                    deliveries = await asyncio.to_thread(self._decide, events, people)
+                bound = [c for c in live if c.bound]
+                fhir = (
+                    await asyncio.to_thread(self._fhir_notifications, bound, start, last)
+                    if bound
+                    else {}
                 )
                 for ev in events:
                     for conn in people:
@@ -425,6 +449,8 @@ class Hub:
             for conn in live:
                 conn.position = max(conn.position, last)
             self.position = last
+            for seq in [s for s in self._recent if s <= last]:
+                del self._recent[seq]
             metrics.HEAD_POSITION.set(last)
             metrics.WS_QUEUED.set(sum(c.queue.qsize() for c in self.connections))
 
@@ -432,6 +458,17 @@ class Hub:
         for conn in conns:
             if any(f.topic == "my-patients" for f in conn.filters.values()):
                 conn.my_patients = await asyncio.to_thread(self._my_patients_of, conn.principal)
+
+    def _cached(self, after: int, until: int) -> list[SequencedEvent] | None:
+        """``(after, until]`` from the hand-over cache, if it holds every position."""
+        until = min(until, after + self.settings.batch)
+        out = []
+        for seq in range(after + 1, until + 1):
+            ev = self._recent.get(seq)
+            if ev is None:
+                return None
+            out.append(ev)
+        return out or None
 
     def _load(self, after: int, until: int) -> list[SequencedEvent]:
         with self.db.session() as session:
@@ -442,18 +479,27 @@ class Hub:
     ) -> dict[int, dict[int, list[str]]]:
         """seq -> connection id -> the client's subscription ids the event is delivered for."""
         out: dict[int, dict[int, list[str]]] = {}
-        allow_all = isinstance(self.policy, AllowAll)
+        if isinstance(self.policy, AllowAll):
+            for ev in events:
+                for conn in self._candidates(ev, conns):
+                    subs = [f.id for f in conn.filters.values() if _covers(f, conn, ev)]
+                    if subs:
+                        out.setdefault(ev.seq, {})[conn.id] = subs
+            return out
         with self.db.session() as session:
             checker = AccessChecker(session, self.policy, self.clock)
             for ev in events:
-                for conn in conns:
+                for conn in self._candidates(ev, conns):
                     subs = [f.id for f in conn.filters.values() if _covers(f, conn, ev)]
-                    if not subs:
-                        continue
-                    if not allow_all and not checker.can_see(conn.principal, ev.event):
-                        continue
-                    out.setdefault(ev.seq, {})[conn.id] = subs
+                    if subs and checker.can_see(conn.principal, ev.event):
+                        out.setdefault(ev.seq, {})[conn.id] = subs
         return out
+
+    def _candidates(
+        self, ev: SequencedEvent, conns: Sequence[Connection]
+    ) -> Sequence[Connection]:
+        """Connections that might want ``ev`` (all of them; filters decide)."""
+        return conns
 
     def _fhir_notifications(
         self, conns: Sequence[Connection], after: int, until: int

@@ -194,7 +194,7 @@ class NotifyService:
 
     # -- the sequencer --------------------------------------------------------------------
 
-    def sequence_once(self) -> list[SequencedEvent]:
+    def sequence_once(self, *, probe: bool = True) -> list[SequencedEvent]:
         """Sequence what is committed, match subscriptions, announce; return the events."""
         out: list[SequencedEvent] = []
         counter = {"matched": 0}
@@ -204,17 +204,18 @@ class NotifyService:
             counter["matched"] += match_events(session, checker, self._resolve, events)
 
         while True:
-            with self.db.session() as session:
-                if not has_pending(session):  # cheap read first: idle polls take no lock
-                    break
+            if probe:
+                with self.db.session() as session:
+                    if not has_pending(session):  # cheap read first: idle polls take no lock
+                        break
+            probe = True
             with self.db.session(write=True) as session:
                 batch = sequence_pending(session, self.clock, on_sequenced=_match)
             if not batch:
                 break
             out.extend(batch)
+            self.hub.offer_events(batch)  # local fast path; the bus echo is harmless
             self.bus.announce(batch[-1].seq)
-            if not isinstance(self.bus, InProcessBus):
-                self.hub.announce(batch[-1].seq)  # local fast path; the bus echo is harmless
         if counter["matched"]:
             self._wake_resthook.set()
         return out
@@ -224,12 +225,12 @@ class NotifyService:
 
         next_gauges = 0.0
         while not self._stop.is_set():
-            self._wake_sequencer.wait(self.config.poll_seconds)
+            woken = self._wake_sequencer.wait(self.config.poll_seconds)
             self._wake_sequencer.clear()
             if self._stop.is_set():
                 return
             try:
-                self.sequence_once()
+                self.sequence_once(probe=not woken)  # a commit hook woke us: work is waiting
                 if time.monotonic() >= next_gauges:
                     next_gauges = time.monotonic() + 5.0
                     self._update_gauges()
