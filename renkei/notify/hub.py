@@ -178,6 +178,7 @@ class Hub:
         self._background: set[asyncio.Future[None]] = set()
         #: events handed over by this process's sequencer, by position (saves a read)
         self._recent: dict[int, SequencedEvent] = {}
+        self._pressure = False
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -301,6 +302,8 @@ class Hub:
             return False
         try:
             conn.queue.put_nowait(item)
+            if conn.queue.qsize() * 2 >= conn.queue.maxsize:
+                self._pressure = True
             return True
         except asyncio.QueueFull:
             metrics.WS_SLOW_DISCONNECTS.inc()
@@ -446,6 +449,10 @@ class Hub:
                             self._offer(conn, _Item(ev.seq, text, ev.occurred_at))
                     for conn, text in fhir.get(ev.seq, []):
                         self._offer(conn, _Item(ev.seq, text, ev.occurred_at))
+                    if self._pressure:
+                        # let the senders drain before a fast client's queue overflows
+                        self._pressure = False
+                        await asyncio.sleep(0)
             for conn in live:
                 conn.position = max(conn.position, last)
             self.position = last
@@ -495,9 +502,7 @@ class Hub:
                         out.setdefault(ev.seq, {})[conn.id] = subs
         return out
 
-    def _candidates(
-        self, ev: SequencedEvent, conns: Sequence[Connection]
-    ) -> Sequence[Connection]:
+    def _candidates(self, ev: SequencedEvent, conns: Sequence[Connection]) -> Sequence[Connection]:
         """Connections that might want ``ev`` (all of them; filters decide)."""
         return conns
 
