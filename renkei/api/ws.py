@@ -65,7 +65,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             conn,
             {
                 "type": "welcome",
-                "position": conn.position,
+                "position": conn.current_position(),
                 "heartbeat": notify.config.hub.heartbeat_seconds,
             },
         )

@@ -97,9 +97,52 @@ class Connection:
     live: bool = False
     closed: bool = False
     sender: asyncio.Task[None] | None = None
+    #: the hub's position, shared: a live connection has considered everything up to it
+    stream: _Stream | None = None
+
+    def current_position(self) -> int:
+        if self.live and self.stream is not None:
+            return max(self.position, self.stream.position)
+        return self.position
 
     def resumable_position(self) -> int:
-        return self.position if self.queue.empty() else self.sent_position
+        return self.current_position() if self.queue.empty() else self.sent_position
+
+
+@dataclass
+class _Stream:
+    position: int = 0
+
+
+@dataclass
+class _Index:
+    """Who may want an event, by the event's patient and audience (rebuilt on change)."""
+
+    by_patient: dict[str, set[Connection]] = field(default_factory=dict)
+    by_ref: dict[str, set[Connection]] = field(default_factory=dict)
+
+    def candidates(self, ev: SequencedEvent) -> set[Connection]:
+        out: set[Connection] = set()
+        if ev.event.patient:
+            out |= self.by_patient.get(ev.event.patient, set())
+        for ref in ev.event.audience:
+            out |= self.by_ref.get(ref, set())
+        return out
+
+
+def _build_index(conns: Sequence[Connection]) -> _Index:
+    index = _Index()
+    for conn in conns:
+        for flt in conn.filters.values():
+            if flt.topic == "patient" and flt.patient:
+                index.by_patient.setdefault(flt.patient, set()).add(conn)
+            elif flt.topic == "my-patients":
+                for patient in conn.my_patients:
+                    index.by_patient.setdefault(patient, set()).add(conn)
+            elif flt.topic == "my-calls":
+                for ref in principal_refs(conn.principal):
+                    index.by_ref.setdefault(ref, set()).add(conn)
+    return index
 
 
 @dataclass(frozen=True)
@@ -165,8 +208,9 @@ class Hub:
         self.settings = settings or HubSettings()
         self.reauthenticate = reauthenticate
         self.my_patients = my_patients
-        self.position = 0
+        self._stream = _Stream()
         self._target = 0
+        self._index: _Index | None = None
         self._reread = True
         self._ids = itertools.count(1)
         self.connections: set[Connection] = set()
@@ -179,6 +223,19 @@ class Hub:
         #: events handed over by this process's sequencer, by position (saves a read)
         self._recent: dict[int, SequencedEvent] = {}
         self._pressure = False
+
+    @property
+    def position(self) -> int:
+        """Every event up to here has been handed to the connections that want it."""
+        return self._stream.position
+
+    @position.setter
+    def position(self, value: int) -> None:
+        self._stream.position = value
+
+    def _changed(self) -> None:
+        """Connections, filters or care teams changed: rebuild the index on next use."""
+        self._index = None
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -251,15 +308,18 @@ class Hub:
             position=self.position,
             sent_position=self.position,
             live=True,
+            stream=self._stream,
         )
         conn.sender = asyncio.create_task(self._sender(conn), name=f"notify-ws-{conn.id}")
         self.connections.add(conn)
+        self._changed()
         metrics.WS_CONNECTIONS.set(len(self.connections))
         return conn
 
     async def disconnect(self, conn: Connection) -> None:
         conn.closed = True
         self.connections.discard(conn)
+        self._changed()
         metrics.WS_CONNECTIONS.set(len(self.connections))
         if conn.sender is not None and not conn.sender.done():
             try:
@@ -274,6 +334,7 @@ class Hub:
             return
         conn.closed = True
         self.connections.discard(conn)
+        self._changed()
         metrics.WS_CONNECTIONS.set(len(self.connections))
         if conn.sender is not None:
             conn.sender.cancel()
@@ -335,6 +396,7 @@ class Hub:
         if kind == "unsubscribe":
             async with self._lock:
                 conn.filters.pop(str(message.get("id")), None)
+                self._changed()
             return {"type": "unsubscribed", "id": message.get("id")}
         if kind == "resume":
             after = message.get("after")
@@ -362,7 +424,9 @@ class Hub:
             conn.my_patients = await asyncio.to_thread(self._my_patients_of, conn.principal)
         async with self._lock:
             conn.filters[sub_id] = flt
-        return {"type": "subscribed", "id": sub_id, "topic": topic, "position": conn.position}
+            self._changed()
+        pos = conn.current_position()
+        return {"type": "subscribed", "id": sub_id, "topic": topic, "position": pos}
 
     def _my_patients_of(self, principal: Any) -> frozenset[str]:
         with self.db.session() as session:
@@ -377,6 +441,7 @@ class Hub:
             return
         async with self._lock:
             conn.live = False
+            conn.position = after  # the client holds everything up to here, no more
             conn.sent_position = after  # the client says it holds everything up to here
         cursor = after
         while not conn.closed:
@@ -391,7 +456,8 @@ class Hub:
             if not events:
                 cursor = until
                 continue
-            deliveries = await asyncio.to_thread(self._decide, events, [conn])
+            pairs = {ev.seq: [conn] for ev in events}
+            deliveries = await asyncio.to_thread(self._decide, events, pairs)
             for ev in events:
                 targets = deliveries.get(ev.seq, {})
                 if conn.id in targets:
@@ -426,25 +492,33 @@ class Hub:
             if events is None:
                 events = await asyncio.to_thread(self._load, start, until)
             last = events[-1].seq if events else until
-            live = [c for c in self.connections if c.live and not c.closed]
-            if events and live:
-                people = [c for c in live if c.filters]
+            if events and self.connections:
                 if any(e.event.res_type == "CareTeam" for e in events):
-                    await self._refresh_my_patients(people)
-                if isinstance(self.policy, AllowAll):
-                    deliveries = self._decide(events, people)  # no database access needed
+                    await self._refresh_my_patients(list(self.connections))
+                if self._index is None:
+                    self._index = _build_index(list(self.connections))
+                index = self._index
+                pairs: dict[int, list[Connection]] = {}
+                for ev in events:
+                    cands = [c for c in index.candidates(ev) if c.live and not c.closed]
+                    if cands:
+                        pairs[ev.seq] = cands
+                if not pairs:
+                    deliveries: dict[int, dict[int, list[str]]] = {}
+                elif isinstance(self.policy, AllowAll):
+                    deliveries = self._decide(events, pairs)  # no database access needed
                 else:
-                    deliveries = await asyncio.to_thread(self._decide, events, people)
-                bound = [c for c in live if c.bound]
+                    deliveries = await asyncio.to_thread(self._decide, events, pairs)
+                bound = [c for c in self.connections if c.bound and c.live and not c.closed]
                 fhir = (
                     await asyncio.to_thread(self._fhir_notifications, bound, start, last)
                     if bound
                     else {}
                 )
                 for ev in events:
-                    for conn in people:
+                    for conn in pairs.get(ev.seq, ()):
                         subs = deliveries.get(ev.seq, {}).get(conn.id)
-                        if subs and ev.seq > conn.position:
+                        if subs and ev.seq > conn.position and conn.live:
                             text = self._people_message(ev, subs)
                             self._offer(conn, _Item(ev.seq, text, ev.occurred_at))
                     for conn, text in fhir.get(ev.seq, []):
@@ -453,18 +527,16 @@ class Hub:
                         # let the senders drain before a fast client's queue overflows
                         self._pressure = False
                         await asyncio.sleep(0)
-            for conn in live:
-                conn.position = max(conn.position, last)
-            self.position = last
+            self.position = last  # live connections follow through the shared stream
             for seq in [s for s in self._recent if s <= last]:
                 del self._recent[seq]
             metrics.HEAD_POSITION.set(last)
-            metrics.WS_QUEUED.set(sum(c.queue.qsize() for c in self.connections))
 
     async def _refresh_my_patients(self, conns: Sequence[Connection]) -> None:
         for conn in conns:
             if any(f.topic == "my-patients" for f in conn.filters.values()):
                 conn.my_patients = await asyncio.to_thread(self._my_patients_of, conn.principal)
+                self._changed()
 
     def _cached(self, after: int, until: int) -> list[SequencedEvent] | None:
         """``(after, until]`` from the hand-over cache, if it holds every position."""
@@ -482,13 +554,18 @@ class Hub:
             return read_events(session, after, until=until, limit=self.settings.batch)
 
     def _decide(
-        self, events: Sequence[SequencedEvent], conns: Sequence[Connection]
+        self, events: Sequence[SequencedEvent], pairs: dict[int, list[Connection]]
     ) -> dict[int, dict[int, list[str]]]:
-        """seq -> connection id -> the client's subscription ids the event is delivered for."""
+        """seq -> connection id -> the client's subscription ids the event is delivered for.
+
+        ``pairs`` holds, per event, the candidate connections from the index; here the
+        filters are applied exactly and, unless the policy allows all, the access policy
+        is asked for each (principal, event) as of now.
+        """
         out: dict[int, dict[int, list[str]]] = {}
         if isinstance(self.policy, AllowAll):
             for ev in events:
-                for conn in self._candidates(ev, conns):
+                for conn in pairs.get(ev.seq, ()):
                     subs = [f.id for f in conn.filters.values() if _covers(f, conn, ev)]
                     if subs:
                         out.setdefault(ev.seq, {})[conn.id] = subs
@@ -496,15 +573,11 @@ class Hub:
         with self.db.session() as session:
             checker = AccessChecker(session, self.policy, self.clock)
             for ev in events:
-                for conn in self._candidates(ev, conns):
+                for conn in pairs.get(ev.seq, ()):
                     subs = [f.id for f in conn.filters.values() if _covers(f, conn, ev)]
                     if subs and checker.can_see(conn.principal, ev.event):
                         out.setdefault(ev.seq, {})[conn.id] = subs
         return out
-
-    def _candidates(self, ev: SequencedEvent, conns: Sequence[Connection]) -> Sequence[Connection]:
-        """Connections that might want ``ev`` (all of them; filters decide)."""
-        return conns
 
     def _fhir_notifications(
         self, conns: Sequence[Connection], after: int, until: int
@@ -561,6 +634,7 @@ class Hub:
             if since_beat >= self.settings.heartbeat_seconds:
                 since_beat = 0.0
                 self._heartbeat()
+            metrics.WS_QUEUED.set(sum(c.queue.qsize() for c in self.connections))
             # safety net: a missed bus message costs one tick, never an event
             self._reread = True
             self._wake.set()
@@ -574,7 +648,7 @@ class Hub:
                 for row in conn.bound.values():
                     self._offer(conn, _Item(0, _dumps(notification_bundle(row, "heartbeat", now))))
             else:
-                msg = {"type": "heartbeat", "position": conn.position}
+                msg = {"type": "heartbeat", "position": conn.current_position()}
                 self._offer(conn, _Item(0, _dumps(msg)))
 
     async def _recheck_tokens(self) -> None:

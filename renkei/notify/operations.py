@@ -75,6 +75,20 @@ def _visible_row(engine: FhirEngine, session: Session, req: FhirRequest, sub_id:
         raise NotFound(str(exc)) from exc
 
 
+def _owned_row(engine: FhirEngine, session: Session, req: FhirRequest, sub_id: str) -> Any:
+    """Like :func:`_visible_row`, and only for the principal that created it.
+
+    A binding token or the signing secret lets its holder receive what the *owner* may see,
+    so reading the Subscription is not enough.
+    """
+    row = _visible_row(engine, session, req, sub_id)
+    owner = row.owner or {}
+    caller = getattr(req.context.principal, "subject", None)
+    if owner.get("subject") and owner.get("subject") != caller:
+        raise NotFound(f"Subscription/{sub_id} is not known")
+    return row
+
+
 def _int(values: list[str] | None, name: str) -> int | None:
     if not values:
         return None
@@ -150,7 +164,7 @@ def register_operations(engine: FhirEngine, notify: NotifyService) -> None:
         if not ids:
             raise BadRequest("$get-ws-binding-token needs a Subscription id")
         for sub_id in ids:
-            _visible_row(eng, session, req, sub_id)
+            _owned_row(eng, session, req, sub_id)
         try:
             token, expires = issue_binding_token(
                 session, notify.clock, ids, req.context.principal, notify.config.binding_token_ttl
@@ -176,7 +190,7 @@ def register_operations(engine: FhirEngine, notify: NotifyService) -> None:
         eng: FhirEngine, session: Session, req: FhirRequest, rt: str | None, rid: str | None
     ) -> FhirResponse:
         assert rid is not None
-        row = _visible_row(eng, session, req, rid)
+        row = _owned_row(eng, session, req, rid)
         return FhirResponse(
             200,
             {

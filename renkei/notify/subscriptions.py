@@ -334,7 +334,8 @@ def notification_bundle(
     row: Any, kind: str, now: datetime, items: Sequence[Notified] = ()
 ) -> dict[str, Any]:
     """A notification Bundle (type history): the status, then the focus resources."""
-    status = status_parameters(row, kind, items)
+    since = max([int(row.events_since_start), *(i.number for i in items)])
+    status = status_parameters(row, kind, items, events_since=since)
     base = row.base_url
     entries: list[dict[str, Any]] = [
         {

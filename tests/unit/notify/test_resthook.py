@@ -283,3 +283,16 @@ def test_resthook_max_count_batches_events(svc: Services, receiver: Receiver) ->
     assert receiver.kinds() == ["handshake", "event-notification"]
     assert receiver.numbers() == [1, 2, 3, 4]
     assert len(receiver.accepted[1]["entry"]) == 5
+
+
+def test_signing_secret_only_for_the_subscription_owner(svc: Services) -> None:
+    sub = create(svc, subscription_body("observation"))
+    other = Principal("user-b", "user", organization_id="org-b")
+    denied = fhir_call(
+        svc, "POST", f"Subscription/{sub['id']}/$get-signing-secret", principal=other
+    )
+    assert denied.status == 404
+    mine = fhir_call(svc, "POST", f"Subscription/{sub['id']}/$get-signing-secret", principal=ORG_A)
+    assert mine.status == 200
+    secret = next(p["valueString"] for p in mine.body["parameter"] if p["name"] == "secret")
+    assert secret == sub_row(svc, sub["id"]).secret
