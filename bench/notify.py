@@ -74,6 +74,13 @@ def make_app() -> Any:
     from renkei.notify import Event, publish
 
     settings = Settings.from_env()
+    profile_to = os.environ.get("RENKEI_BENCH_PROFILE")
+    if profile_to:  # profile the event loop thread, written at exit
+        import atexit
+        import cProfile
+
+        profiler = cProfile.Profile()
+        atexit.register(lambda: profiler.dump_stats(profile_to))
 
     def verify(token: str) -> Principal | None:
         if token.startswith("bench-"):
@@ -106,9 +113,18 @@ def make_app() -> Any:
                 )
 
     @app.post("/bench/emit", include_in_schema=False)
-    def emit(rate: float, count: int, patients: int) -> dict[str, Any]:
+    async def emit(rate: float, count: int, patients: int) -> dict[str, Any]:
+        if profile_to:
+            profiler.enable()  # async route: runs on the event loop's thread
         threading.Thread(target=_emit, args=(rate, count, patients), daemon=True).start()
         return {"started": True}
+
+    @app.post("/bench/profile", include_in_schema=False)
+    async def profile() -> dict[str, Any]:
+        if profile_to:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
+        return {"profiled": bool(profile_to)}
 
     return app
 
@@ -120,6 +136,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_kib(pid: int) -> int:
@@ -171,7 +194,9 @@ def _server(url: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
             "--log-level",
             "warning",
             "--ws",
-            "websockets",
+            os.environ.get("RENKEI_BENCH_WS", "websockets-sansio"),
+            "--ws-per-message-deflate",
+            "false",
         ],
         cwd=ROOT,
         env=env,
@@ -221,17 +246,16 @@ async def _client(
                 break
         ready.set()
         received = 0
-        while not stop.is_set():
-            try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
-            except TimeoutError:
-                continue
-            now = time.time()
-            msg = json.loads(raw)
-            if msg["type"] == "event":
-                sent = datetime.fromisoformat(msg["event"]["time"]).timestamp()
-                lags.append(now - sent)
-                received += 1
+        try:
+            async for raw in ws:  # cancelled by _drive when the run is over
+                now = time.time()
+                if '"type":"event"' in raw[:20]:
+                    msg = json.loads(raw)
+                    sent = datetime.fromisoformat(msg["event"]["time"]).timestamp()
+                    lags.append(now - sent)
+                    received += 1
+        except asyncio.CancelledError:
+            pass
         return received
 
 
@@ -252,6 +276,7 @@ async def _drive(port: int, pid: int, plan: Plan) -> dict[str, Any]:
     connect_s = time.monotonic() - t0
     await asyncio.sleep(2.0)  # idle
     rss_idle = _rss_kib(pid)
+    cpu0, own0, wall0 = _cpu_seconds(pid), time.process_time(), time.monotonic()
     async with httpx.AsyncClient() as http:
         await http.post(
             f"http://127.0.0.1:{port}/bench/emit",
@@ -261,8 +286,15 @@ async def _drive(port: int, pid: int, plan: Plan) -> dict[str, Any]:
     deadline = time.monotonic() + plan.seconds + 30
     while len(lags) < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
+    wall = time.monotonic() - wall0
+    async with httpx.AsyncClient() as http:
+        await http.post(f"http://127.0.0.1:{port}/bench/profile")
+    server_cpu = (_cpu_seconds(pid) - cpu0) / wall
+    client_cpu = (time.process_time() - own0) / wall
     await asyncio.sleep(0.5)
     stop.set()
+    for task in tasks:
+        task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     ordered = sorted(lags)
 
@@ -281,6 +313,9 @@ async def _drive(port: int, pid: int, plan: Plan) -> dict[str, Any]:
         "server_rss_before_mib": round(rss_before / 1024, 1),
         "server_rss_idle_mib": round(rss_idle / 1024, 1),
         "kib_per_idle_connection": round((rss_idle - rss_before) / plan.connections, 1),
+        "server_cpu_share": round(server_cpu, 2),
+        "client_cpu_share": round(client_cpu, 2),
+        "load_average": round(os.getloadavg()[0], 1),
     }
 
 
@@ -354,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
             f"(before connections: {results['server_rss_before_mib']} MiB)"
         )
         print(f"  memory per idle connection   {results['kib_per_idle_connection']:8.1f} KiB")
+        print(
+            f"  CPU while emitting           server {results['server_cpu_share']:.2f} core, "
+            f"bench client {results['client_cpu_share']:.2f} core, "
+            f"machine load {results['load_average']}"
+        )
         ok = (
             results["p99_ms"] <= TARGET_P99_MS
             and results["deliveries"] == results["expected_deliveries"]

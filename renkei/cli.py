@@ -48,7 +48,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         from renkei.demo import seed_demo
 
         seed_demo(settings)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    # Websocket messages are small JSON; per-message deflate costs ~100 KiB per connection
+    # and most of the send CPU (bench/notify.py), so it is off.
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        ws_per_message_deflate=False,
+    )
     return {"ok": True}
 
 
