@@ -208,3 +208,11 @@ def test_subscription_off_stops_matching(app_client: TestClient) -> None:
     by_name = {p["name"]: p for p in params}
     assert by_name["status"]["valueCode"] == "off"
     assert by_name["events-since-subscription-start"]["valueString"] == "1"
+
+
+def test_deleting_subscription_forgets_it(app_client: TestClient) -> None:
+    sub = post(app_client, subscription_body("observation", channel="websocket"))
+    assert app_client.delete(f"/fhir/Subscription/{sub['id']}").status_code == 200
+    status = app_client.get(f"/fhir/Subscription/{sub['id']}/$status")
+    assert status.status_code == 404
+    assert app_client.get("/notify/status").json()["subscriptions"] == {}

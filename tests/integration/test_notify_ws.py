@@ -19,6 +19,7 @@ from renkei.notify import NotifyConfig
 from renkei.notify.hub import HubSettings
 from tests.notify_support import (
     FHIR_JSON,
+    CareTeamTestPolicy,
     TokenMap,
     care_team,
     observation,
@@ -224,3 +225,46 @@ def test_ws_unknown_message_is_an_error_reply(ws_client: TestClient) -> None:
         ws.send_text(json.dumps({"type": "dance"}))
         err = receive_until(ws, "error")
         assert "unknown message type" in err["message"]
+
+
+@pytest.fixture
+def policy_client(settings: Settings, clock: ManualClock, tokens: TokenMap) -> Iterator[TestClient]:
+    config = NotifyConfig(run_resthook=False, poll_seconds=0.1)
+    services: Services = build_services(
+        settings,
+        clock=clock,
+        policy=CareTeamTestPolicy(),
+        notify_config=config,
+        notify_kwargs={"token_verifier": tokens},
+    )
+    with TestClient(create_app(settings, services=services)) as client:
+        yield client
+    services.db.dispose()
+
+
+def test_ws_stops_at_once_when_organisation_leaves_care_team(policy_client: TestClient) -> None:
+    client = policy_client
+    pat = post(client, patient_body())
+    other = post(client, patient_body("別人"))
+    ref, other_ref = f"Patient/{pat['id']}", f"Patient/{other['id']}"
+    team = post(client, care_team(ref, "org-a", "org-b"))
+    post(client, care_team(other_ref, "org-a"))
+    settle(client)
+    with client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "auth", "token": "tok-a"})
+        receive_until(ws, "welcome")
+        for pid, patient in (("p", ref), ("q", other_ref)):
+            ws.send_json({"type": "subscribe", "id": pid, "topic": "patient", "patient": patient})
+            receive_until(ws, "subscribed")
+        seen = post(client, observation(ref, 1))
+        (first,) = events(ws, 1)
+        assert first["event"]["resource"] == f"Observation/{seen['id']}"
+        team["participant"] = [{"member": {"reference": "Organization/org-b"}}]
+        resp = client.put(
+            f"/fhir/CareTeam/{team['id']}", json=team, headers={"Content-Type": FHIR_JSON}
+        )
+        assert resp.status_code == 200
+        post(client, observation(ref, 2))  # org-a may no longer see this patient
+        marker = post(client, observation(other_ref, 3))
+        (nxt,) = events(ws, 1)
+    assert nxt["event"]["resource"] == f"Observation/{marker['id']}"
