@@ -73,6 +73,8 @@ subscription = sa.Table(
     sa.Column("failing_since", UtcDateTime(), nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_delivered_at", UtcDateTime(), nullable=True),
+    #: rest-hook heartbeatPeriod: next heartbeat if nothing else is sent before
+    sa.Column("heartbeat_due_at", UtcDateTime(), nullable=True),
 )
 
 subscription_event = sa.Table(

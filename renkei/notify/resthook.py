@@ -152,7 +152,10 @@ def _claim(db: Database, clock: Clock, settings: RestHookSettings, limit: int) -
                 ),
                 sa.or_(
                     subscription.c.status == "requested",
-                    sa.and_(subscription.c.status == "active", has_pending),
+                    sa.and_(
+                        subscription.c.status == "active",
+                        sa.or_(has_pending, subscription.c.heartbeat_due_at <= now),
+                    ),
                 ),
             )
             .order_by(subscription.c.next_attempt_at)
@@ -207,6 +210,10 @@ def _serve(
                 )
             )
             if not pending:
+                due = row.heartbeat_due_at
+                if due is not None and due <= clock.now():
+                    _heartbeat(db, clock, http, settings, repo_factory, row, report)
+                    return
                 _release(db, sub_id)
                 return
             checker = AccessChecker(session, policy, clock)
@@ -273,12 +280,42 @@ def _handshake(
             session.execute(
                 subscription.update()
                 .where(subscription.c.id == row.id)
-                .values(next_attempt_at=None, last_delivered_at=now)
+                .values(
+                    next_attempt_at=None,
+                    last_delivered_at=now,
+                    heartbeat_due_at=_heartbeat_due(row.heartbeat_seconds, now),
+                )
             )
         else:
             set_status(
                 session, repo_factory(session), row.id, "error", f"handshake failed: {error}"
             )
+
+
+def _heartbeat(
+    db: Database,
+    clock: Clock,
+    http: httpx.Client,
+    settings: RestHookSettings,
+    repo_factory: Callable[[Session], SqlRepository],
+    row: Any,
+    report: RoundReport,
+) -> None:
+    """heartbeatPeriod elapsed without a notification: tell the endpoint we are alive."""
+    now = clock.now()
+    error = _post(http, row, notification_bundle(row, "heartbeat", now), now, [])
+    if error is None:
+        report.sent += 1
+        _succeeded(db, clock, row.id, [])
+        _release(db, row.id)
+    else:
+        report.failed += 1
+        if _failed(db, clock, settings, repo_factory, row.id, [], error):
+            report.gave_up.append(row.id)
+
+
+def _heartbeat_due(row_heartbeat: int | None, now: datetime) -> datetime | None:
+    return now + timedelta(seconds=row_heartbeat) if row_heartbeat else None
 
 
 def _mark(db: Database, sub_id: str, numbers: list[int], status: str, now: datetime) -> None:
@@ -308,10 +345,18 @@ def _succeeded(db: Database, clock: Clock, sub_id: str, items: list[Notified]) -
                 attempts=subscription_event.c.attempts + 1,
             )
         )
+        heartbeat = session.execute(
+            sa.select(subscription.c.heartbeat_seconds).where(subscription.c.id == sub_id)
+        ).scalar()
         session.execute(
             subscription.update()
             .where(subscription.c.id == sub_id)
-            .values(attempts=0, failing_since=None, last_delivered_at=now)
+            .values(
+                attempts=0,
+                failing_since=None,
+                last_delivered_at=now,
+                heartbeat_due_at=_heartbeat_due(heartbeat, now),
+            )
         )
     for item in items:
         metrics.DELIVERY_LAG.labels(channel="rest-hook").observe(

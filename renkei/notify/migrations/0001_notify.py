@@ -70,6 +70,7 @@ def upgrade() -> None:
         sa.Column("failing_since", _TS, nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_delivered_at", _TS, nullable=True),
+        sa.Column("heartbeat_due_at", _TS, nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(

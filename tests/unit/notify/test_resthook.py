@@ -296,3 +296,26 @@ def test_signing_secret_only_for_the_subscription_owner(svc: Services) -> None:
     assert mine.status == 200
     secret = next(p["valueString"] for p in mine.body["parameter"] if p["name"] == "secret")
     assert secret == sub_row(svc, sub["id"]).secret
+
+
+def test_resthook_heartbeat_after_quiet_period(
+    svc: Services, receiver: Receiver, clock: ManualClock
+) -> None:
+    notify = svc.notify
+    assert notify is not None
+    body = subscription_body("observation")
+    body["channel"]["extension"] = [
+        {
+            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period",
+            "valueUnsignedInt": 60,
+        }
+    ]
+    create(svc, body)
+    notify.deliver_once()
+    clock.advance(seconds=59)
+    assert notify.deliver_once().claimed == 0
+    clock.advance(seconds=1)
+    notify.deliver_once()
+    assert receiver.kinds() == ["handshake", "heartbeat"]
+    clock.advance(seconds=30)
+    assert notify.deliver_once().claimed == 0
