@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -48,13 +49,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         from renkei.demo import seed_demo
 
         seed_demo(settings)
+    from renkei.logs import configure_logging
+
+    configure_logging()
     # Websocket messages are small JSON; per-message deflate costs ~100 KiB per connection
     # and most of the send CPU (bench/notify.py), so it is off.
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
-        log_level="info",
+        log_config=None,
+        timeout_graceful_shutdown=20,
         ws_per_message_deflate=False,
     )
     return {"ok": True}
@@ -78,13 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    for register in _EXTENSIONS:
+    for register in _extensions():
         register(sub)
     return parser
 
 
-#: Other packages add their sub-commands here (auth: org/user/client/token, audit ...).
-_EXTENSIONS: list[Callable[[Any], None]] = []
+#: Modules that add sub-commands: each has ``register(subparsers)``. Listed here rather
+#: than registered on import, so the command set never depends on import order.
+EXTENSION_MODULES: tuple[str, ...] = ("renkei.ops.cli", "renkei.roster.cli")
+
+
+def _extensions() -> list[Callable[[Any], None]]:
+
+    return [importlib.import_module(name).register for name in EXTENSION_MODULES]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
