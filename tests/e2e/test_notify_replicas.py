@@ -75,7 +75,7 @@ class Server:
         )
         self.base = f"http://127.0.0.1:{self.port}"
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
