@@ -47,6 +47,8 @@ from renkei.store.models import resource
 
 log = logging.getLogger(__name__)
 
+_WS_LAG = metrics.DELIVERY_LAG.labels(channel="websocket")
+
 #: close codes (4000-4999 are the application's, RFC 6455 section 7.4.2)
 CLOSE_UNAUTHENTICATED = 4001
 CLOSE_PROTOCOL = 4002
@@ -355,7 +357,7 @@ class Hub:
                 conn.sent_position = max(conn.sent_position, item.seq)
             if item.occurred_at is not None:
                 lag = (datetime.now(UTC) - item.occurred_at).total_seconds()
-                metrics.DELIVERY_LAG.labels(channel="websocket").observe(max(0.0, lag))
+                _WS_LAG.observe(max(0.0, lag))
 
     def _offer(self, conn: Connection, item: _Item) -> bool:
         """Queue without waiting; a full queue disconnects the slow client (resumable)."""
@@ -516,10 +518,14 @@ class Hub:
                     else {}
                 )
                 for ev in events:
+                    texts: dict[tuple[str, ...], str] = {}  # same subscriptions, same bytes
                     for conn in pairs.get(ev.seq, ()):
                         subs = deliveries.get(ev.seq, {}).get(conn.id)
                         if subs and ev.seq > conn.position and conn.live:
-                            text = self._people_message(ev, subs)
+                            key = tuple(subs)
+                            text = texts.get(key)
+                            if text is None:
+                                text = texts[key] = self._people_message(ev, subs)
                             self._offer(conn, _Item(ev.seq, text, ev.occurred_at))
                     for conn, text in fhir.get(ev.seq, []):
                         self._offer(conn, _Item(ev.seq, text, ev.occurred_at))
