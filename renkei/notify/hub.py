@@ -162,16 +162,13 @@ class HubSettings:
             raise ValueError("queue_size, heartbeat_seconds and batch must be positive")
 
 
-def care_team_patients(session: Session, principal: Any) -> frozenset[str]:
-    """Patients on whose active CareTeam the principal (or its organisation) takes part.
+def care_team_members(session: Session) -> dict[str, frozenset[str]]:
+    """Member reference -> patients on whose active CareTeam it takes part (one scan).
 
-    Reads CareTeam JSON directly; the search package's reference index will make this a
-    single indexed query once it lands.
+    Reads CareTeam JSON directly; the search package's reference index will make this an
+    indexed query once it lands.
     """
-    refs = principal_refs(principal)
-    if not refs:
-        return frozenset()
-    out: set[str] = set()
+    out: dict[str, set[str]] = {}
     rows = session.execute(
         sa.select(resource.c.content).where(
             resource.c.res_type == "CareTeam", resource.c.deleted.is_(False)
@@ -185,9 +182,22 @@ def care_team_patients(session: Session, principal: Any) -> frozenset[str]:
             continue
         for part in content.get("participant") or []:
             member = (part.get("member") or {}).get("reference")
-            if member in refs:
-                out.add(subject)
-                break
+            if isinstance(member, str):
+                out.setdefault(member, set()).add(subject)
+    return {ref: frozenset(patients) for ref, patients in out.items()}
+
+
+def care_team_patients(members: dict[str, frozenset[str]], principal: Any) -> frozenset[str]:
+    """Patients on whose active CareTeam the principal, its role or organisation takes part.
+
+    >>> from renkei.auth.principal import Principal
+    >>> m = {"Organization/o1": frozenset({"Patient/1"}), "Organization/o2": frozenset({"P/2"})}
+    >>> sorted(care_team_patients(m, Principal("u", "user", organization_id="o1")))
+    ['Patient/1']
+    """
+    out: set[str] = set()
+    for ref in principal_refs(principal):
+        out |= members.get(ref, frozenset())
     return frozenset(out)
 
 
@@ -201,7 +211,7 @@ class Hub:
         settings: HubSettings | None = None,
         *,
         reauthenticate: Callable[[str], Any] | None = None,
-        my_patients: Callable[[Session, Any], frozenset[str]] = care_team_patients,
+        care_teams: Callable[[Session], dict[str, frozenset[str]]] = care_team_members,
     ) -> None:
         self.db = db
         self.policy = policy
@@ -209,7 +219,7 @@ class Hub:
         self.resolve = resolve
         self.settings = settings or HubSettings()
         self.reauthenticate = reauthenticate
-        self.my_patients = my_patients
+        self.care_teams = care_teams
         self._stream = _Stream()
         self._target = 0
         self._index: _Index | None = None
@@ -431,8 +441,11 @@ class Hub:
         return {"type": "subscribed", "id": sub_id, "topic": topic, "position": pos}
 
     def _my_patients_of(self, principal: Any) -> frozenset[str]:
+        return care_team_patients(self._care_team_members(), principal)
+
+    def _care_team_members(self) -> dict[str, frozenset[str]]:
         with self.db.session() as session:
-            return self.my_patients(session, principal)
+            return self.care_teams(session)
 
     async def resume(self, conn: Connection, after: int) -> None:
         """Replay ``(after, head]`` for this connection, then rejoin the live stream."""
@@ -539,10 +552,14 @@ class Hub:
             metrics.HEAD_POSITION.set(last)
 
     async def _refresh_my_patients(self, conns: Sequence[Connection]) -> None:
-        for conn in conns:
-            if any(f.topic == "my-patients" for f in conn.filters.values()):
-                conn.my_patients = await asyncio.to_thread(self._my_patients_of, conn.principal)
-                self._changed()
+        """A CareTeam changed: one scan, then every "my-patients" connection is updated."""
+        wanting = [c for c in conns if any(f.topic == "my-patients" for f in c.filters.values())]
+        if not wanting:
+            return
+        members = await asyncio.to_thread(self._care_team_members)
+        for conn in wanting:
+            conn.my_patients = care_team_patients(members, conn.principal)
+        self._changed()
 
     def _cached(self, after: int, until: int) -> list[SequencedEvent] | None:
         """``(after, until]`` from the hand-over cache, if it holds every position."""
@@ -705,5 +722,6 @@ __all__ = [
     "Hub",
     "HubSettings",
     "PeopleFilter",
+    "care_team_members",
     "care_team_patients",
 ]
