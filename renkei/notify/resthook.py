@@ -123,6 +123,7 @@ def deliver_due(
     """Run one delivery round over every rest-hook subscription that is due."""
     settings = settings or RestHookSettings()
     report = RoundReport()
+    _activate_websocket_subscriptions(db, repo_factory)
     for sub_id in _claim(db, clock, settings, limit):
         report.claimed += 1
         try:
@@ -130,6 +131,28 @@ def deliver_due(
         except Exception:  # one broken subscription must not stop the others
             log.exception("notify: rest-hook round failed for Subscription/%s", sub_id)
     return report
+
+
+def _activate_websocket_subscriptions(
+    db: Database, repo_factory: Callable[[Session], SqlRepository]
+) -> None:
+    """Websocket-channel subscriptions need no endpoint check: ``requested`` -> ``active``.
+
+    (Their handshake is sent on each ``bind-with-token``.)
+    """
+    with db.session() as session:
+        ids = list(
+            session.execute(
+                sa.select(subscription.c.id).where(
+                    subscription.c.channel == "websocket", subscription.c.status == "requested"
+                )
+            ).scalars()
+        )
+    if not ids:
+        return
+    with db.session(write=True) as session:
+        for sub_id in ids:
+            set_status(session, repo_factory(session), sub_id, "active")
 
 
 def _claim(db: Database, clock: Clock, settings: RestHookSettings, limit: int) -> list[str]:

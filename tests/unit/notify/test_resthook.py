@@ -319,3 +319,13 @@ def test_resthook_heartbeat_after_quiet_period(
     assert receiver.kinds() == ["handshake", "heartbeat"]
     clock.advance(seconds=30)
     assert notify.deliver_once().claimed == 0
+
+
+def test_websocket_subscription_becomes_active_without_handshake(
+    svc: Services, receiver: Receiver
+) -> None:
+    sub = create(svc, subscription_body("observation", channel="websocket"))
+    svc.notify.deliver_once()  # type: ignore[union-attr]
+    assert sub_row(svc, sub["id"]).status == "active"
+    assert fhir_call(svc, "GET", f"Subscription/{sub['id']}").body["status"] == "active"
+    assert receiver.attempts == 0
