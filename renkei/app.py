@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -28,6 +29,7 @@ from renkei.fhir.outcome import FhirError, Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy, AllowAll
 from renkei.fhir.search.indexer import SearchIndexWriter
 from renkei.fhir.searching import BasicSearch
+from renkei.notify import NotifyConfig, NotifyService
 from renkei.store.blobs import BlobStore
 from renkei.store.db import Database
 
@@ -48,10 +50,17 @@ class Services:
     authenticate: Authenticator | None = None
     #: keys, password hasher, token rules and the audit listeners of the auth package
     auth: AuthServer | None = None
+    #: outbox, websockets, FHIR Subscriptions (set by build_services)
+    notify: NotifyService | None = None
 
 
 def build_services(
-    settings: Settings, *, clock: Clock | None = None, policy: AccessPolicy | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    policy: AccessPolicy | None = None,
+    notify_config: NotifyConfig | None = None,
+    notify_kwargs: dict[str, Any] | None = None,
 ) -> Services:
     """Build every collaborator. ``policy`` is the inner (sharing) policy; SMART scopes are
     always enforced around it by :class:`ScopePolicy`."""
@@ -72,9 +81,15 @@ def build_services(
     services = Services(
         settings=settings, db=db, clock=clock, engine=engine, auth=AuthServer(settings, clock)
     )
-    from renkei.api.auth import bearer_authenticator
+    from renkei.api.auth import bearer_authenticator, websocket_token_verifier
 
     services.authenticate = bearer_authenticator(services)
+    config = notify_config or NotifyConfig(
+        redis_url=str(settings.redis_url) if settings.redis_url else None
+    )
+    kwargs = {"token_verifier": websocket_token_verifier(services), **(notify_kwargs or {})}
+    services.notify = NotifyService(db, clock, engine, config, **kwargs)
+    services.notify.install(engine)
     return services
 
 
@@ -95,8 +110,14 @@ def create_app(
         from renkei.fhir.validate import supported_types
 
         await run_in_threadpool(supported_types)
-        yield
-        services.db.dispose()
+        if services.notify is not None:
+            await services.notify.start()
+        try:
+            yield
+        finally:
+            if services.notify is not None:
+                await services.notify.stop()
+            services.db.dispose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -110,7 +131,7 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
 
-    from renkei.api import auth, fhir, health, oncall
+    from renkei.api import auth, fhir, health, oncall, subscriptions, ws
     from renkei.api.middleware import RequestMiddleware
 
     app.add_middleware(RequestMiddleware)
@@ -119,6 +140,8 @@ def create_app(
     app.include_router(fhir.router)
     app.include_router(oncall.router)
     oncall.register_error_handlers(app)
+    app.include_router(ws.router)
+    app.include_router(subscriptions.router)
     app.add_exception_handler(AuthError, auth.auth_error_response)
 
     @app.exception_handler(FhirError)

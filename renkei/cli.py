@@ -52,12 +52,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from renkei.logs import configure_logging
 
     configure_logging()
+    # Websocket messages are small JSON; per-message deflate costs ~100 KiB per connection
+    # and most of the send CPU (bench/notify.py), so it is off.
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         log_config=None,
         timeout_graceful_shutdown=20,
+        ws_per_message_deflate=False,
     )
     return {"ok": True}
 

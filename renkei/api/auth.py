@@ -388,3 +388,37 @@ def bearer_authenticator(services: Services) -> Callable[[Request], Any]:
 
 
 __all__ = ["auth_error_response", "bearer_authenticator", "router"]
+
+
+def websocket_token_verifier(services: Services) -> Callable[[str], Principal | None]:
+    """The notify package's websocket seam: an access token -> Principal (None if bad).
+
+    A websocket message carries no Host-based FHIR base, so the audience is the configured
+    base (``RENKEI_BASE_URL``) or, without one, the token's own ``aud`` — which is safe
+    because the signature check that follows accepts only this deployment's keys.
+    """
+    import base64
+    import json
+
+    def verify(token: str) -> Principal | None:
+        auth = services.auth
+        if auth is None or not token:
+            return None
+        fhir_base = auth.fhir_base(None) if services.settings.base_url_explicit else None
+        if fhir_base is None:
+            try:
+                payload = token.split(".")[1]
+                claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+                aud = claims.get("aud")
+                fhir_base = aud[0] if isinstance(aud, list) else aud
+            except (IndexError, ValueError, AttributeError):
+                return None
+            if not isinstance(fhir_base, str) or not fhir_base.endswith("/fhir"):
+                return None
+        try:
+            with services.db.session() as session:
+                return oauth.bearer_principal(session, auth, token, fhir_base=fhir_base)
+        except AuthError:
+            return None
+
+    return verify

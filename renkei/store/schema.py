@@ -16,6 +16,7 @@ DOMAIN_MODEL_MODULES: tuple[str, ...] = (
     "renkei.auth.models",
     "renkei.collab.models",
     "renkei.roster.models",
+    "renkei.notify.models",
 )
 
 
