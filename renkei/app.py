@@ -21,7 +21,8 @@ from renkei.config import Settings
 from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy, AllowAll
-from renkei.fhir.searching import BasicIndexWriter, BasicSearch
+from renkei.fhir.search.engine import SearchSettings, SqlSearchEngine
+from renkei.fhir.searching import BasicIndexWriter
 from renkei.store.db import Database
 
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
@@ -47,15 +48,25 @@ def build_services(
     clock = clock or SystemClock()
     db = Database(str(settings.database_url), echo=settings.sql_echo)
     policy = policy or AllowAll()
+    search = SqlSearchEngine(
+        policy,
+        SearchSettings(
+            default_count=settings.default_page_size,
+            max_count=settings.max_page_size,
+            timezone=settings.default_timezone,
+        ),
+        clock=clock,
+    )
     engine = FhirEngine(
         clock=clock,
         indexer=BasicIndexWriter(),
-        search=BasicSearch(policy),
+        search=search,
         policy=policy,
         settings=EngineSettings(
             default_count=settings.default_page_size, max_count=settings.max_page_size
         ),
     )
+    engine.register_operation(search.everything_operation())
     return Services(settings=settings, db=db, clock=clock, engine=engine)
 
 
