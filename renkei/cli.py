@@ -108,5 +108,8 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+# Packages' sub-commands register themselves in _EXTENSIONS when imported.
+import renkei.fhir.search.commands  # noqa: E402, F401
+
 if __name__ == "__main__":
     raise SystemExit(main())
