@@ -206,7 +206,9 @@ class SqlBuilder:
         cond = c.target_id == v.res_id
         if v.res_type:
             cond = sa.and_(cond, c.target_type == v.res_type)
-        return cond
+        # a relative value means this server's resource, not one elsewhere with the same id
+        local = self.base_url.rstrip("/") + "/"
+        return sa.and_(cond, sa.or_(c.url.is_(None), c.url.startswith(local, autoescape=True)))
 
     # -- sorting -------------------------------------------------------------------------
 
