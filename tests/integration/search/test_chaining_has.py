@@ -47,9 +47,7 @@ def test_chain_and_plain_filters_combine(fhir: Fhir) -> None:
     p1 = fhir.create(patient(name=[{"family": "ヤマダ"}]))
     sys = fhir.create(observation(f"Patient/{p1}"))
     fhir.create(
-        observation(
-            f"Patient/{p1}", code={"coding": [{"system": LOINC, "code": "8462-4"}]}
-        )
+        observation(f"Patient/{p1}", code={"coding": [{"system": LOINC, "code": "8462-4"}]})
     )
     assert fhir.ids(f"Observation?subject.name=やまだ&code={LOINC}|8480-6") == {sys}
 

@@ -124,9 +124,7 @@ def test_date_malformed_is_400(fhir: Fhir, value: str) -> None:
 def test_date_lenient_handling_ignores_and_reports(fhir: Fhir) -> None:
     pid = fhir.create(patient(birthDate="1940-01-01"))
     bundle = fhir.search("Patient?birthdate=xx1940&nosuch=1", prefer="handling=lenient")
-    assert [e["resource"]["id"] for e in bundle["entry"] if e["search"]["mode"] == "match"] == [
-        pid
-    ]
+    assert [e["resource"]["id"] for e in bundle["entry"] if e["search"]["mode"] == "match"] == [pid]
     self_link = next(link["url"] for link in bundle["link"] if link["relation"] == "self")
     assert "birthdate" not in self_link and "nosuch" not in self_link
     outcome = [e for e in bundle["entry"] if e["search"]["mode"] == "outcome"]

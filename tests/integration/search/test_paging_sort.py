@@ -87,7 +87,17 @@ def test_previous_link_returns_the_same_page(fhir: Fhir) -> None:
 def test_paging_stable_under_concurrent_inserts(fhir: Fhir) -> None:
     # Another client keeps creating matching patients whose names sort before, between
     # and after the current page; the pager must see each original patient exactly once.
-    names = ["アベ", "イトウ", "ウエダ", "エンドウ", "オオタ", "カトウ", "キムラ", "クドウ", "ケンモチ"]
+    names = [
+        "アベ",
+        "イトウ",
+        "ウエダ",
+        "エンドウ",
+        "オオタ",
+        "カトウ",
+        "キムラ",
+        "クドウ",
+        "ケンモチ",
+    ]
     original = {fhir.create(patient(name=[{"family": n}], gender="female")) for n in names}
     inserted: list[str] = []
 

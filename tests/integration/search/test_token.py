@@ -156,4 +156,6 @@ def test_tag_and_security(fhir: Fhir) -> None:
 
 
 def test_token_unknown_modifier_is_400(fhir: Fhir) -> None:
-    assert ":in" in fhir.error("Patient?gender:in=http://hl7.org/fhir/ValueSet/administrative-gender")
+    assert ":in" in fhir.error(
+        "Patient?gender:in=http://hl7.org/fhir/ValueSet/administrative-gender"
+    )
