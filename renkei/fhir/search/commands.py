@@ -36,4 +36,8 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=cmd_reindex)
 
 
-_EXTENSIONS.append(register)
+# Registered once even if this module is imported twice under two names (pytest's doctest
+# collection imports it as ``search.commands`` because ``renkei/fhir`` has no __init__.py).
+register.command_name = "reindex"  # type: ignore[attr-defined]
+if not any(getattr(f, "command_name", None) == "reindex" for f in _EXTENSIONS):
+    _EXTENSIONS.append(register)
