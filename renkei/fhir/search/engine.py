@@ -264,8 +264,8 @@ class SqlSearchEngine:
         if compartment is not None:
             conds.append(builder.compartment(compartment[0], compartment[1], types))
         cursor = cursors.decode(req.cursor) if req.cursor else None
-        bound = cursor.bound if cursor else _max_pk(session)
-        conds.append(resource.c.pk <= bound)
+        if cursor is not None:
+            conds.append(resource.c.pk <= cursor.bound)
         count = self._count(req)
         keys = [(builder.sort_expression(types, k), k.descending) for k in req.sort]
         total = None
@@ -275,8 +275,12 @@ class SqlSearchEngine:
         if count == 0:
             total = _count_rows(session, conds) if total_mode != "none" else None
             return _Page([], [], total, None, None, [])
-        stmt = sa.select(resource, *(expr.label(f"_k{i}") for i, (expr, _) in enumerate(keys)))
-        stmt = stmt.where(*conds)
+        columns = [resource, *(expr.label(f"_k{i}") for i, (expr, _) in enumerate(keys))]
+        if cursor is None:
+            # The snapshot bound comes from the same statement as the first page, so it
+            # sees exactly the rows that page saw (no extra round trip either).
+            columns.append(_MAX_PK.label("_bound"))
+        stmt = sa.select(*columns).where(*conds)
         forward = cursor.forward if cursor else True
         if cursor is not None:
             if len(cursor.values) != len(keys):
@@ -286,6 +290,14 @@ class SqlSearchEngine:
         rows = list(session.execute(stmt))
         more = len(rows) > count
         rows = rows[:count]
+        if cursor is not None:
+            bound = cursor.bound
+        elif rows:
+            bound = int(rows[0]._mapping["_bound"])
+        else:
+            bound = 0
+        if cursor is None and (more or total_mode != "none"):
+            conds.append(resource.c.pk <= bound)
         if not forward:
             rows.reverse()
         next_cursor = prev_cursor = None
@@ -377,8 +389,7 @@ def _path(res_type: str | None, compartment: tuple[str, str] | None) -> str:
     return res_type or ""
 
 
-def _max_pk(session: Session) -> int:
-    return int(session.execute(sa.select(sa.func.max(resource.c.pk))).scalar() or 0)
+_MAX_PK = sa.select(sa.func.max(resource.c.pk)).correlate(None).scalar_subquery()
 
 
 def _count_rows(session: Session, conds: list[Any]) -> int:
