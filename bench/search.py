@@ -213,7 +213,7 @@ def measure(
 
 def _p95(times: list[float]) -> float:
     ordered = sorted(times)
-    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def _explain(db: Database, statements: list[tuple[str, Any]]) -> list[dict[str, Any]]:
