@@ -203,6 +203,7 @@ class SqlSearchEngine:
             policy_filter=lambda t: self.policy.search_filter(session, ctx, t),
             base_url=ctx.base_url,
             now=self.clock.now(),
+            sqlite=session.get_bind().dialect.name == "sqlite",
         )
 
     def _bundle(

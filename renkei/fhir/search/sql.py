@@ -57,6 +57,8 @@ class SqlBuilder:
     policy_filter: PolicyFilter
     base_url: str
     now: datetime
+    #: SQLite compares text bytewise (code point order), so a prefix is also a range
+    sqlite: bool = False
 
     # -- whole request -------------------------------------------------------------------
 
@@ -187,7 +189,7 @@ class SqlBuilder:
     def _value(self, f: ParamFilter, table: sa.Table, v: Any) -> Cond:
         c = table.c
         if f.type == "string":
-            return _string_match(c, f.modifier, v)
+            return _string_match(c, f.modifier, v, self.sqlite)
         if f.type == "token" or (f.type == "reference" and f.modifier == "identifier"):
             if f.modifier == "text":
                 return c.text.contains(normalize(v), autoescape=True)
@@ -201,7 +203,7 @@ class SqlBuilder:
         if f.type == "quantity":
             return _quantity_match(c, v)
         if f.type == "uri":
-            return _uri_match(c.value, f.modifier, v)
+            return _uri_match(c.value, f.modifier, v, self.sqlite)
         raise BadRequest(f"{f.code}: {f.type} parameters are not supported")
 
     def _reference_match(self, c: Any, v: ReferenceValue) -> Cond:
@@ -290,14 +292,27 @@ def _id_condition(f: ParamFilter) -> Cond:
     return _in_or_eq(resource.c.res_id, [str(v) for v in f.values])
 
 
-def _string_match(c: Any, modifier: str | None, value: str) -> Cond:
+def _string_match(c: Any, modifier: str | None, value: str, sqlite: bool) -> Cond:
     """Default starts-with, ``:contains`` and ``:exact`` (search.html#string)."""
     if modifier == "exact":
         return c.value_exact == value
     folded = normalize(value)
     if modifier == "contains":
         return c.value_norm.contains(folded, autoescape=True)
-    return c.value_norm.startswith(folded, autoescape=True)
+    return _prefix(c.value_norm, folded, sqlite)
+
+
+def _prefix(col: Any, prefix: str, sqlite: bool) -> Cond:
+    """``col LIKE 'prefix%'``, indexable on both databases.
+
+    PostgreSQL's planner turns a LIKE prefix into an index range itself (the column's
+    index uses varchar_pattern_ops). SQLite's LIKE is never indexed (it folds ASCII case),
+    so there the same range is spelled out: bytewise order is code point order.
+    """
+    like = col.startswith(prefix, autoescape=True)
+    if not sqlite or not prefix:
+        return like
+    return sa.and_(col >= prefix, col < prefix + "\U0010ffff", like)
 
 
 def _token_match(c: Any, v: TokenValue) -> Cond:
@@ -312,10 +327,10 @@ def _token_match(c: Any, v: TokenValue) -> Cond:
     return sa.and_(*conds)
 
 
-def _uri_match(col: Any, modifier: str | None, value: str) -> Cond:
+def _uri_match(col: Any, modifier: str | None, value: str, sqlite: bool) -> Cond:
     """Exact, ``:below`` (value is a prefix of the target) or ``:above`` (the reverse)."""
     if modifier == "below":
-        return col.startswith(value, autoescape=True)
+        return _prefix(col, value, sqlite)
     if modifier == "above":
         return col.in_(_uri_prefixes(value))
     return col == value
