@@ -105,12 +105,10 @@ def _index_table(
     )
     sa.Index(f"ix_{name}_pk", table.c.resource_pk)
     for cols in indexes:
+        index = sa.Index(f"ix_{name}_{'_'.join(cols)}", *(table.c[c] for c in cols))
         ops = {c: "varchar_pattern_ops" for c in cols if c in prefix_searched}
-        sa.Index(
-            f"ix_{name}_{'_'.join(cols)}",
-            *(table.c[c] for c in cols),
-            **({"postgresql_ops": ops} if ops else {}),
-        )
+        if ops:
+            index.dialect_options["postgresql"]["ops"] = ops
     return table
 
 
