@@ -5,7 +5,7 @@ instead names the last (or first) row seen by its sort values and ``pk``, and ca
 highest ``pk`` that existed when the first page was served: later pages never show
 resources created after the search began, and never re-show or lose earlier ones.
 
-    >>> c = Cursor(forward=True, values=("やまだ", None), pk=42, bound=1000)
+    >>> c = Cursor(forward=True, values=("やまだ", None), pk=42, bound=1000, total=57)
     >>> decode(encode(c)) == c
     True
 """
@@ -32,6 +32,9 @@ class Cursor:
     pk: int
     #: the largest fhir_resource.pk visible to this search (snapshot at the first page)
     bound: int
+    #: Bundle.total counted on the first page: the snapshot fixes it, so later pages
+    #: need not count again (None: not counted)
+    total: int | None = None
 
 
 def encode(cursor: Cursor) -> str:
@@ -40,6 +43,7 @@ def encode(cursor: Cursor) -> str:
         "v": [_tag(v) for v in cursor.values],
         "p": cursor.pk,
         "b": cursor.bound,
+        "t": cursor.total,
     }
     return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
 
@@ -53,6 +57,7 @@ def decode(text: str) -> Cursor:
             values=tuple(_untag(v) for v in payload["v"]),
             pk=int(payload["p"]),
             bound=int(payload["b"]),
+            total=None if payload.get("t") is None else int(payload["t"]),
         )
     except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise BadRequest(f"_cursor {text[:40]!r} is not a page position this server made") from exc

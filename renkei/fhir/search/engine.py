@@ -299,6 +299,13 @@ class SqlSearchEngine:
             bound = 0
         if cursor is None and (more or total_mode != "none"):
             conds.append(resource.c.pk <= bound)
+        if total_mode != "none":
+            if cursor is not None and cursor.total is not None:
+                total = cursor.total  # counted on the first page, under the same bound
+            elif cursor is None and not more:
+                total = len(rows)  # a first page that holds every match needs no COUNT
+            else:
+                total = _count_rows(session, conds)
         if not forward:
             rows.reverse()
         next_cursor = prev_cursor = None
@@ -306,16 +313,14 @@ class SqlSearchEngine:
             first, last = rows[0], rows[-1]
             if (forward and more) or (not forward and cursor is not None):
                 next_cursor = cursors.encode(
-                    cursors.Cursor(True, _key_values(last, len(keys)), int(last.pk), bound)
+                    cursors.Cursor(True, _key_values(last, len(keys)), int(last.pk), bound, total)
                 )
             if (forward and cursor is not None) or (not forward and more):
                 prev_cursor = cursors.encode(
-                    cursors.Cursor(False, _key_values(first, len(keys)), int(first.pk), bound)
+                    cursors.Cursor(
+                        False, _key_values(first, len(keys)), int(first.pk), bound, total
+                    )
                 )
-        if total_mode != "none":
-            # a first page that holds every match needs no COUNT query
-            exact = cursor is None and not more
-            total = len(rows) if exact else _count_rows(session, conds)
         matches = self._readable(session, ctx, [_from_current(r) for r in rows])
         warnings: list[str] = []
         included: list[StoredResource] = []
