@@ -124,3 +124,24 @@ def test_string_jpcore_kana_sort_parameter_searches_and_sorts(fhir: Fhir) -> Non
     assert fhir.ids("Patient?jp-kana-sort=やまだ") == {yamada}
     assert fhir.ordered("Patient?_sort=jp-kana-sort") == [abe, sato, yamada]
     assert fhir.ordered("Patient?_sort=-jp-kana-sort") == [yamada, sato, abe]
+
+
+def test_string_jpcore_coverage_numbers_full_width(fhir: Fhir) -> None:
+    # JP Core's Coverage example writes 記号・番号 in full-width digits (１２－３４, ５６７８)
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).resolve()
+    examples = next(
+        p / "shared" / "jpcore" / "examples"
+        for p in here.parents
+        if (p / "shared" / "jpcore" / "examples").is_dir()
+    )
+    body = json.loads(
+        (examples / "Coverage-jp-coverage-example-1.json").read_text(encoding="utf-8")
+    )
+    cid = fhir.create(body)
+    assert fhir.ids("Coverage?jp-insured-personnumber=5678") == {cid}
+    assert fhir.ids("Coverage?jp-insured-personsymbol=12-34") == {cid}
+    assert fhir.ids("Coverage?jp-insured-personsubnumber:exact=００") == {cid}
+    assert fhir.ids("Coverage?jp-insured-personnumber=9999") == set()
