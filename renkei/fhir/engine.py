@@ -422,8 +422,8 @@ class FhirEngine:
         params = list(req.params)
         if req.method.upper() == "POST" and isinstance(req.body, list):
             params.extend(req.body)  # _search with form-encoded parameters
-        if _prefer(req, "handling") == "lenient":
-            req.context.extra["prefer_handling"] = "lenient"  # search.html#errors
+        # search.html#errors; set on every search, as batch entries share one context
+        req.context.extra["prefer_handling"] = _prefer(req, "handling")
         bundle = self.search.search(session, req.context, res_type, params, compartment=compartment)
         return FhirResponse(200, bundle)
 
