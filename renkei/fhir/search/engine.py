@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -284,8 +285,7 @@ class SqlSearchEngine:
         stmt = sa.select(*columns).where(*conds)
         forward = cursor.forward if cursor else True
         if cursor is not None:
-            if len(cursor.values) != len(keys):
-                raise BadRequest("_cursor does not belong to this search (its _sort changed)")
+            _check_cursor(cursor, req)
             stmt = stmt.where(keyset(keys, cursor.values, cursor.pk, after=cursor.forward))
         stmt = stmt.order_by(*order_by(keys, forward=forward)).limit(count + 1)
         rows = list(session.execute(stmt))
@@ -379,6 +379,31 @@ def _check_compartment(comp_type: str, res_type: str | None) -> None:
     ):
         raise BadRequest(f"{res_type} resources are never in a {comp_type} compartment")
     assert links
+
+
+_MAX_BIGINT = 2**63 - 1
+
+
+def _check_cursor(cursor: cursors.Cursor, req: SearchRequest) -> None:
+    """A cursor is client input: its values must fit this search's sort keys."""
+    bad = BadRequest("_cursor does not belong to this search (its _sort changed)")
+    if len(cursor.values) != len(req.sort):
+        raise bad
+    if not (0 <= cursor.pk <= _MAX_BIGINT and 0 <= cursor.bound <= _MAX_BIGINT):
+        raise bad
+    for key, value in zip(req.sort, cursor.values, strict=True):
+        if value is None:
+            continue
+        if key.type in ("date", "_lastUpdated"):
+            expected: type | tuple[type, ...] = datetime
+        elif key.type in ("number", "quantity"):
+            expected = Decimal
+        else:
+            expected = str
+        if not isinstance(value, expected):
+            raise bad
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise bad
 
 
 def _searched_types(req: SearchRequest, compartment: tuple[str, str] | None) -> list[str]:

@@ -181,6 +181,8 @@ def parse_search(
     used: list[tuple[str, str]] = []
     result: dict[str, list[str]] = {}
     for name, raw in params:
+        if "\x00" in name or "\x00" in raw:
+            raise BadRequest("search parameters may not contain NUL characters")
         if name in _IGNORED_ALWAYS or name in extra_result_params:
             continue
         if name == "_type":
@@ -423,8 +425,8 @@ def _with_result_params(
 
     count = single("_count")
     if count is not None:
-        if count.isdigit():
-            changes["count"] = int(count)
+        if count.isascii() and count.isdigit():
+            changes["count"] = int(count[:9])
             used.append(("_count", count))
         else:
             fail(f"_count must be a non-negative integer, got {count!r}", "_count")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
@@ -19,11 +19,13 @@ from renkei.fhir.outcome import BadRequest
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 _DATE = re.compile(
-    r"^(?P<y>\d{4})(-(?P<m>\d{2})(-(?P<d>\d{2})"
-    r"(T(?P<H>\d{2}):(?P<M>\d{2})(:(?P<S>\d{2})(?P<f>\.\d{1,9})?)?"
-    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    r"^(?P<y>[0-9]{4})(-(?P<m>[0-9]{2})(-(?P<d>[0-9]{2})"
+    r"(T(?P<H>[0-9]{2}):(?P<M>[0-9]{2})(:(?P<S>[0-9]{2})(?P<f>\.[0-9]{1,9})?)?"
+    r"(?P<tz>Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?$"
 )
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?$")
+#: numbers beyond these are refused: a database NUMERIC need not hold them
+_MAX_DIGITS = 40
 _TYPE_ID = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(/_history/.*)?$")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -217,16 +219,14 @@ def date_range(text: str, name: str, zone: ZoneInfo) -> tuple[datetime, datetime
     if not match:
         raise BadRequest(f"{name}: {text!r} is not a FHIR date or dateTime")
     g = match.groupdict()
-    tz: ZoneInfo | object = zone
-    if g["tz"] == "Z":
-        tz = UTC
-    elif g["tz"]:
-        sign = 1 if g["tz"][0] == "+" else -1
-        hours, minutes = int(g["tz"][1:3]), int(g["tz"][4:6])
-        from datetime import timezone
-
-        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     try:
+        tz: tzinfo = zone
+        if g["tz"] == "Z":
+            tz = UTC
+        elif g["tz"]:
+            sign = 1 if g["tz"][0] == "+" else -1
+            hours, minutes = int(g["tz"][1:3]), int(g["tz"][4:6])
+            tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
         start = datetime(
             int(g["y"]),
             int(g["m"] or 1),
@@ -235,12 +235,13 @@ def date_range(text: str, name: str, zone: ZoneInfo) -> tuple[datetime, datetime
             int(g["M"] or 0),
             int(g["S"] or 0),
             int(Decimal(g["f"] or "0") * 1_000_000),
-            tzinfo=tz,  # type: ignore[arg-type]
+            tzinfo=tz,
         )
-    except ValueError as exc:
+        end = _next_start(start, g)
+        return start.astimezone(UTC), (end - timedelta(microseconds=1)).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        # month 13, 24:61, offset +25:00, or a range past year 9999
         raise BadRequest(f"{name}: {text!r} is not a valid date: {exc}") from exc
-    end = _next_start(start, g)
-    return start.astimezone(UTC), (end - timedelta(microseconds=1)).astimezone(UTC)
 
 
 def _next_start(start: datetime, g: dict[str, str | None]) -> datetime:
@@ -283,6 +284,8 @@ def parse_number(raw: str, name: str) -> NumberValue:
         raise BadRequest(f"{name}: {raw!r} is not a number") from exc
     exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)
+    if len(value.as_tuple().digits) > _MAX_DIGITS or abs(value.adjusted()) > _MAX_DIGITS:
+        raise BadRequest(f"{name}: {raw!r} is too large or too precise to search on")
     half = Decimal(5).scaleb(exponent - 1)
     return NumberValue(prefix, value, value - half, value + half)
 

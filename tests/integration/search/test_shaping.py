@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.integration.search.conftest import Fhir, observation, patient
@@ -126,3 +127,23 @@ def test_capability_statement_lists_search_parameters(fhir: Fhir, client: TestCl
     assert "_count" in rest["documentation"] and "500" in rest["documentation"]
     ops = {o["name"] for o in pat.get("operation", [])}
     assert "everything" in ops
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "Patient?name=a%00b",
+        "Patient?_count=%C2%B2",
+        "Patient?birthdate=2013-01-01T10:00:00%2B25:00",
+        "Patient?birthdate=2013-13",
+        "RiskAssessment?probability=1e999",
+        "Patient?_cursor=eyJmIjoxLCJ2IjpbWyJzIiwieCJdXSwicCI6MSwiYiI6MX0",  # wrong key count
+        "Patient?_sort=birthdate&_cursor=eyJmIjoxLCJ2IjpbWyJzIiwieCJdXSwicCI6MSwiYiI6MX0",
+        "Patient?_cursor=eyJmIjoxLCJ2IjpbXSwicCI6OTk5OTk5OTk5OTk5OTk5OTk5OTk5LCJiIjoxfQ",
+        "Patient?_has:Observation=1",
+        "Patient?subject.name=x",
+        "Observation?subject.name.family.given.x=1",
+    ],
+)
+def test_odd_input_is_400_never_500(fhir: Fhir, query: str) -> None:
+    assert fhir.error(query)

@@ -295,6 +295,7 @@ def test_parse_search_result_parameters() -> None:
 def test_parse_search_bad_result_parameters_are_400() -> None:
     for params in (
         [("_count", "-1")],
+        [("_count", "²")],
         [("_summary", "maybe")],
         [("_total", "all")],
         [("_sort", "nosuch")],
