@@ -371,14 +371,12 @@ def _replace(req: SearchRequest, **changes: Any) -> SearchRequest:
 
 
 def _check_compartment(comp_type: str, res_type: str | None) -> None:
-    links = compartment_types(comp_type)
-    if (
-        res_type is not None
-        and res_type != comp_type
-        and not compartment_params(comp_type, res_type)
-    ):
+    """``Patient/1/Organization``: a type that is never in the compartment is a 400."""
+    compartment_types(comp_type)  # refuses compartments other than Patient
+    if res_type is None or res_type == comp_type:
+        return
+    if not compartment_params(comp_type, res_type):
         raise BadRequest(f"{res_type} resources are never in a {comp_type} compartment")
-    assert links
 
 
 _MAX_BIGINT = 2**63 - 1
