@@ -16,11 +16,7 @@ from renkei.cli import main
 from renkei.fhir.search.indexer import SearchIndexWriter
 from renkei.store.models import INDEX_TABLES, idx_date, idx_reference, idx_string, idx_token
 
-EXAMPLES = next(
-    p / "shared" / "jpcore" / "examples"
-    for p in Path(__file__).resolve().parents
-    if (p / "shared" / "jpcore" / "examples").is_dir()
-)
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "jpcore"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 

@@ -31,15 +31,22 @@ from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
 from typing import Any
 
+from renkei.fhir.search.choices import instant_elements
 from renkei.fhir.search.dates import DEFAULT_ZONE, date_range
-from renkei.fhir.search.definitions import params_for
+from renkei.fhir.search.definitions import params_for, split_union
 from renkei.fhir.search.fhirpath import Evaluator, Item, compile_path
 from renkei.fhir.search.text import normalize as _normalize_text
 
 log = logging.getLogger(__name__)
 
-#: The same names recur (name, phonetic, family, given; a clinic's patients share a city).
-normalize = lru_cache(maxsize=16384)(_normalize_text)
+_normalize_cached = lru_cache(maxsize=16384)(_normalize_text)
+
+
+def _normalize(text: str) -> str:
+    """Short texts recur (name, phonetic, family, given; a clinic's patients share a city)
+    and are cached; long ones are not, so the cache stays small."""
+    return _normalize_cached(text) if len(text) <= 64 else _normalize_text(text)
+
 
 Row = dict[str, Any]
 Rows = dict[str, list[Row]]
@@ -71,6 +78,13 @@ class _Plan:
     type: str
     expression: str
     evaluate: Evaluator
+    #: a date parameter on instant elements only: indexed as the exact point, low = high
+    instant: bool = False
+
+
+def _is_instant(expression: str) -> bool:
+    instants = instant_elements()
+    return all(part in instants for part in split_union(expression))
 
 
 @cache
@@ -85,7 +99,8 @@ def plan_for(res_type: str) -> tuple[_Plan, ...]:
         except Exception:  # an expression neither evaluator reads: not indexable
             log.warning("search parameter %s.%s: cannot compile %r", res_type, code, d.expression)
             continue
-        out.append(_Plan(code, d.type, d.expression, evaluator))
+        instant = d.type == "date" and _is_instant(d.expression)
+        out.append(_Plan(code, d.type, d.expression, evaluator, instant))
     return tuple(out)
 
 
@@ -129,6 +144,8 @@ def extract_rows(
         for item in items:
             try:
                 for kind, row in emit(plan.code, item, zone):
+                    if plan.instant and row.get("low") is not None:
+                        row["high"] = row["low"]
                     key = (kind, *row.values())
                     if key in seen:
                         continue
@@ -175,7 +192,7 @@ def _s(value: Any, size: int = _STR) -> str | None:
 
 
 def _norm(value: Any) -> str | None:
-    return _fit(normalize(value)) if isinstance(value, str) and value else None
+    return _fit(_normalize(value[: _STR * 2])) if isinstance(value, str) and value else None
 
 
 def _each(value: Any) -> Iterable[Any]:
@@ -195,7 +212,7 @@ def _string_row(code: str, text: Any) -> tuple[str, Row] | None:
         return None
     return "string", {
         "param": code,
-        "value_norm": _fit(normalize(text)),
+        "value_norm": _fit(_normalize(text[: _STR * 2])),
         "value_exact": _fit(text),
     }
 

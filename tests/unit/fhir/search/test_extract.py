@@ -12,14 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from renkei.fhir.search.extract import extract_rows, plan_for
 
-EXAMPLES = next(
-    p / "shared" / "jpcore" / "examples"
-    for p in Path(__file__).resolve().parents
-    if (p / "shared" / "jpcore" / "examples").is_dir()
-)
+EXAMPLES = Path(__file__).resolve().parents[3] / "data" / "jpcore"
 JST = ZoneInfo("Asia/Tokyo")
 
 
@@ -423,7 +421,9 @@ def test_extract_rows_malformed_values_are_skipped(caplog: pytest.LogCaptureFixt
 
 
 def test_extract_rows_every_jp_core_example_indexes() -> None:
-    for path in sorted(EXAMPLES.glob("*.json")):
+    paths = sorted(EXAMPLES.glob("*.json"))
+    assert len(paths) == 38
+    for path in paths:
         content = json.loads(path.read_text(encoding="utf-8"))
         found = extract_rows(content["resourceType"], content, pk=7)
         total = sum(len(v) for v in found.values())
@@ -453,3 +453,99 @@ def test_extract_rows_is_fast_enough() -> None:
     per_resource = (time.perf_counter() - start) / 400
     # ~0.2 ms on the 2-core CI machine; the bound leaves room for a loaded runner
     assert per_resource < 0.002
+
+
+def test_extract_rows_instants_are_exact_points() -> None:
+    event = {
+        "resourceType": "AuditEvent",
+        "type": {"code": "rest"},
+        "recorded": "2026-04-01T09:00:00+09:00",
+        "agent": [{"requestor": True}],
+        "source": {"observer": {"reference": "Device/d1"}},
+    }
+    assert rows(event, "date", "date") == [(utc(2026, 4, 1), utc(2026, 4, 1))]
+    # the same text as a dateTime covers its whole second
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "effectiveDateTime": "2026-04-01T09:00:00+09:00",
+        "issued": "2026-04-01T09:00:00+09:00",
+    }
+    assert rows(obs, "date", "date") == [(utc(2026, 4, 1), utc(2026, 4, 1, 0, 0, 0, 999999))]
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "value",
+                    "system",
+                    "code",
+                    "coding",
+                    "text",
+                    "reference",
+                    "start",
+                    "end",
+                    "family",
+                    "given",
+                    "line",
+                    "low",
+                    "high",
+                    "event",
+                    "repeat",
+                    "boundsPeriod",
+                    "identifier",
+                    "type",
+                    "url",
+                    "extension",
+                    "valueCode",
+                    "currency",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    res_type=st.sampled_from(["Patient", "Observation", "Encounter", "MedicationRequest"]),
+    fields=st.dictionaries(
+        st.sampled_from(
+            [
+                "name",
+                "identifier",
+                "birthDate",
+                "telecom",
+                "address",
+                "code",
+                "subject",
+                "effectiveDateTime",
+                "effectivePeriod",
+                "valueQuantity",
+                "component",
+                "period",
+                "dosageInstruction",
+                "meta",
+                "deceasedBoolean",
+                "generalPractitioner",
+            ]
+        ),
+        _json,
+        max_size=6,
+    ),
+)
+def test_extract_rows_never_raises(res_type: str, fields: dict[str, Any]) -> None:
+    found = extract_rows(res_type, {"resourceType": res_type, **fields})
+    assert set(found) == {"string", "token", "reference", "date", "number", "quantity", "uri"}

@@ -18,11 +18,7 @@ from renkei.fhir.search.fhirpath import (
     reference_type,
 )
 
-EXAMPLES = next(
-    p / "shared" / "jpcore" / "examples"
-    for p in Path(__file__).resolve().parents
-    if (p / "shared" / "jpcore" / "examples").is_dir()
-)
+EXAMPLES = Path(__file__).resolve().parents[3] / "data" / "jpcore"
 
 
 def _values(items: list[Any]) -> list[str]:
@@ -118,3 +114,13 @@ def test_reference_type_reads_literal_absolute_and_typed() -> None:
     assert reference_type({"reference": "http://x/fhir/Group/1/_history/4"}) == "Group"
     assert reference_type({"reference": "#c1"}) is None
     assert reference_type({"type": "Device", "identifier": {"value": "1"}}) == "Device"
+
+
+def test_choice_and_instant_tables_are_shipped() -> None:
+    from renkei.fhir.search.choices import choice_suffixes, instant_elements
+
+    assert {"Quantity", "CodeableConcept", "DateTime"} <= choice_suffixes()["value"]
+    assert "Boolean" in choice_suffixes()["deceased"]
+    assert "subscriber" not in choice_suffixes()
+    assert {"AuditEvent.recorded", "Observation.issued"} <= instant_elements()
+    assert "Observation.effective" not in instant_elements()
