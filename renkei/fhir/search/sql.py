@@ -63,8 +63,39 @@ class SqlBuilder:
     # -- whole request -------------------------------------------------------------------
 
     def where(self, res_type: str, filters: Sequence[Filter]) -> list[Cond]:
-        """Conditions (AND) on ``fhir_resource`` for the filters of one request."""
-        return [self.filter(res_type, f) for f in filters]
+        """Conditions (AND) on ``fhir_resource`` for the filters of one request.
+
+        SQLite materialises every ``pk IN (subquery)`` in full before using it, so
+        ``Observation?patient=X&code=Y&date=geZ`` built the 16 000-row sets of code and
+        date to keep 4 rows. There, the most selective-looking filter drives (an IN) and
+        the others become correlated EXISTS probes on each candidate through the
+        ``resource_pk`` indexes. PostgreSQL plans both forms as semi-joins itself.
+        """
+        if not self.sqlite or len(filters) < 2:
+            return [self.filter(res_type, f) for f in filters]
+        driver = min(range(len(filters)), key=lambda i: _drive_rank(filters[i]))
+        return [
+            self.filter(res_type, f) if i == driver else self._probe(f)
+            for i, f in enumerate(filters)
+        ]
+
+    def _probe(self, f: Filter) -> Cond:
+        """The filter as ``EXISTS (... WHERE resource_pk = fhir_resource.pk ...)``."""
+        if not isinstance(f, ParamFilter) or f.code in ("_id", "_lastUpdated"):
+            return self.filter(f.res_type, f)
+        if f.missing is not None or f.modifier == "not":
+            return self.filter(f.res_type, f)
+        if f.type == "composite":
+            return sa.or_(*(sa.and_(*(self._probe(p) for p in value)) for value in f.values))
+        table, param = _table_for(f)
+        stmt = sa.select(sa.literal(1)).where(
+            table.c.resource_pk == resource.c.pk,
+            table.c.param == param,
+            sa.or_(*(self._value(f, table, v) for v in f.values)),
+        )
+        if f.res_type != "Resource":
+            stmt = stmt.where(table.c.res_type == f.res_type)
+        return sa.exists(stmt.correlate(resource))
 
     def visible(self, types: Sequence[str] | None) -> list[Cond]:
         """Type, not-deleted and policy conditions; ``types=None``/empty means any type."""
@@ -254,6 +285,20 @@ _TABLES: dict[str, sa.Table] = {
     "quantity": idx_quantity,
     "uri": idx_uri,
 }
+
+
+_DRIVE_RANK = {"reference": 1, "token": 2, "string": 4, "composite": 6}
+
+
+def _drive_rank(f: Filter) -> int:
+    """Lower drives: ids and references are usually the most selective filters."""
+    if isinstance(f, ChainFilter | HasFilter):
+        return 3
+    if f.code == "_id":
+        return 0
+    if f.missing is not None or f.modifier == "not":
+        return 9
+    return _DRIVE_RANK.get(f.type, 5)
 
 
 @lru_cache(maxsize=64)
