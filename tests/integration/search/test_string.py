@@ -131,12 +131,7 @@ def test_string_jpcore_coverage_numbers_full_width(fhir: Fhir) -> None:
     import json
     from pathlib import Path
 
-    here = Path(__file__).resolve()
-    examples = next(
-        p / "shared" / "jpcore" / "examples"
-        for p in here.parents
-        if (p / "shared" / "jpcore" / "examples").is_dir()
-    )
+    examples = Path(__file__).resolve().parents[2] / "data" / "jpcore"  # tests/data/jpcore
     body = json.loads(
         (examples / "Coverage-jp-coverage-example-1.json").read_text(encoding="utf-8")
     )
