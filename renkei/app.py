@@ -27,8 +27,8 @@ from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import FhirError, Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy, AllowAll
+from renkei.fhir.search.engine import SearchSettings, SqlSearchEngine
 from renkei.fhir.search.indexer import SearchIndexWriter
-from renkei.fhir.searching import BasicSearch
 from renkei.notify import NotifyConfig, NotifyService
 from renkei.store.blobs import BlobStore
 from renkei.store.db import Database
@@ -67,17 +67,30 @@ def build_services(
     clock = clock or SystemClock()
     db = Database(str(settings.database_url), echo=settings.sql_echo)
     policy = ScopePolicy(policy or AllowAll())
+    search = SqlSearchEngine(
+        policy,
+        SearchSettings(
+            default_count=settings.default_page_size,
+            max_count=settings.max_page_size,
+            timezone=settings.default_timezone,
+        ),
+        clock=clock,
+    )
     binaries = BinaryPolicy(BlobStore(settings.data_dir / "attachments"))
     engine = FhirEngine(
         binaries=binaries,
         clock=clock,
         indexer=SearchIndexWriter(ZoneInfo(settings.default_timezone)),
-        search=BasicSearch(policy),
+        search=search,
         policy=policy,
         settings=EngineSettings(
             default_count=settings.default_page_size, max_count=settings.max_page_size
         ),
     )
+    engine.register_operation(search.everything_operation())
+    from renkei.summary.operation import register as register_summary
+
+    register_summary(engine)
     services = Services(
         settings=settings, db=db, clock=clock, engine=engine, auth=AuthServer(settings, clock)
     )
@@ -141,6 +154,10 @@ def create_app(
     app.include_router(oncall.router)
     oncall.register_error_handlers(app)
     app.include_router(ws.router)
+    from renkei.api import collab, summary
+
+    app.include_router(summary.router)
+    app.include_router(collab.router)
     app.include_router(subscriptions.router)
     app.add_exception_handler(AuthError, auth.auth_error_response)
 

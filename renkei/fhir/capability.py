@@ -87,7 +87,14 @@ def capability_statement(engine: FhirEngine, base_url: str) -> dict[str, Any]:
         "mode": "server",
         "documentation": (
             "renkei FHIR R4 server for Japanese home-care networks. Dates and dateTimes "
-            "without a time-zone offset are read in Japan Standard Time (+09:00). "
+            "without a time-zone offset are read in Japan Standard Time (+09:00), in the "
+            "index and in search values alike (birthdate=1940 is 1940-01-01T00:00+09:00 to "
+            "1940-12-31T24:00+09:00). Search pages hold _count entries: "
+            f"{engine.settings.default_count} by default, at most {engine.settings.max_count}; "
+            "paging links carry an opaque _cursor and stay exact while data changes "
+            "(resources created after the first page are not added to later pages). "
+            "_total defaults to accurate. String search ignores case, accents, full/half "
+            "width and hiragana/katakana (name=やまだ finds ヤマダ and ﾔﾏﾀﾞ). "
             f"Urgent calls are Tasks with code urgent-call in {RENKEI_CODESYSTEM}."
         ),
         "security": {

@@ -429,6 +429,8 @@ class FhirEngine:
         params = list(req.params)
         if req.method.upper() == "POST" and isinstance(req.body, list):
             params.extend(req.body)  # _search with form-encoded parameters
+        # search.html#errors; set on every search, as batch entries share one context
+        req.context.extra["prefer_handling"] = _prefer(req, "handling")
         bundle = self.search.search(session, req.context, res_type, params, compartment=compartment)
         return FhirResponse(200, bundle)
 
@@ -633,15 +635,21 @@ def _not_modified(req: FhirRequest, stored: StoredResource) -> bool:
     return False
 
 
-def _prefer_return(req: FhirRequest) -> str:
+def _prefer(req: FhirRequest, name: str) -> str | None:
+    """One preference of the ``Prefer`` header (RFC 7240), e.g. ``handling=lenient``."""
     prefer = req.header("prefer") or ""
     for part in prefer.split(","):
         for token in part.split(";"):
             key, _, value = token.strip().partition("=")
-            if key.strip() == "return":
-                value = value.strip().strip('"')
-                if value in ("minimal", "representation", "OperationOutcome"):
-                    return value
+            if key.strip() == name:
+                return value.strip().strip('"')
+    return None
+
+
+def _prefer_return(req: FhirRequest) -> str:
+    value = _prefer(req, "return")
+    if value in ("minimal", "representation", "OperationOutcome"):
+        return value
     return "representation"
 
 

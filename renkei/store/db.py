@@ -36,7 +36,7 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         echo=echo,
         json_serializer=_json_dumps,
@@ -45,6 +45,21 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=True,
     )
+    _configure_postgres(engine)
+    return engine
+
+
+def _configure_postgres(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # psycopg prepares a statement after 5 runs, and PostgreSQL then switches to a
+        # generic plan that ignores the parameter values. For search over skewed index
+        # tables (one patient's 50 rows vs a code shared by 100 000) that plan was 100x
+        # slower (bench/search.py: 4 ms -> 400 ms), so every execution is planned with
+        # its values; the statement stays prepared (no re-parse).
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_conn.commit()
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -78,7 +78,18 @@ resource_version = sa.Table(
 )
 
 
-def _index_table(name: str, *columns: sa.Column, indexes: tuple[tuple[str, ...], ...]) -> sa.Table:
+def _index_table(
+    name: str,
+    *columns: sa.Column,
+    indexes: tuple[tuple[str, ...], ...],
+    prefix_searched: tuple[str, ...] = (),
+) -> sa.Table:
+    """An index table; ``prefix_searched`` columns are matched with ``LIKE 'x%'``.
+
+    PostgreSQL uses a btree for a LIKE prefix only under the "C" collation or with a
+    ``varchar_pattern_ops`` index; databases are usually created with a linguistic (or
+    C.UTF-8) collation, so those columns get the pattern opclass. SQLite ignores it.
+    """
     table = sa.Table(
         name,
         metadata,
@@ -94,7 +105,10 @@ def _index_table(name: str, *columns: sa.Column, indexes: tuple[tuple[str, ...],
     )
     sa.Index(f"ix_{name}_pk", table.c.resource_pk)
     for cols in indexes:
-        sa.Index(f"ix_{name}_{'_'.join(cols)}", *(table.c[c] for c in cols))
+        index = sa.Index(f"ix_{name}_{'_'.join(cols)}", *(table.c[c] for c in cols))
+        ops = {c: "varchar_pattern_ops" for c in cols if c in prefix_searched}
+        if ops:
+            index.dialect_options["postgresql"]["ops"] = ops
     return table
 
 
@@ -104,6 +118,7 @@ idx_string = _index_table(
     sa.Column("value_norm", sa.String(400), nullable=False),
     sa.Column("value_exact", sa.String(400), nullable=False),
     indexes=(("res_type", "param", "value_norm"), ("res_type", "param", "value_exact")),
+    prefix_searched=("value_norm",),
 )
 
 idx_token = _index_table(
@@ -158,6 +173,7 @@ idx_uri = _index_table(
     "idx_uri",
     sa.Column("value", sa.String(1000), nullable=False),
     indexes=(("res_type", "param", "value"),),
+    prefix_searched=("value",),  # :below
 )
 
 INDEX_TABLES: dict[str, sa.Table] = {

@@ -182,6 +182,8 @@ def upgrade() -> None:
             "ix_idx_string_res_type_param_value_norm",
             ["res_type", "param", "value_norm"],
             unique=False,
+            # LIKE 'x%' can use it under any collation (see models._index_table)
+            postgresql_ops={"value_norm": "varchar_pattern_ops"},
         )
 
     op.create_table(
@@ -217,7 +219,10 @@ def upgrade() -> None:
     with op.batch_alter_table("idx_uri", schema=None) as batch_op:
         batch_op.create_index("ix_idx_uri_pk", ["resource_pk"], unique=False)
         batch_op.create_index(
-            "ix_idx_uri_res_type_param_value", ["res_type", "param", "value"], unique=False
+            "ix_idx_uri_res_type_param_value",
+            ["res_type", "param", "value"],
+            unique=False,
+            postgresql_ops={"value": "varchar_pattern_ops"},
         )
 
     # ### end Alembic commands ###
