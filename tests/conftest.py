@@ -15,7 +15,27 @@ from renkei.config import Secret, Settings
 from renkei.store.migrate import upgrade
 from tests.dbs import fresh_postgres_database
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+
+
+def _find_shared() -> Path:
+    """The shared/ folder beside the checkout (main, a worktree, or CI's clone elsewhere).
+
+    ``RENKEI_SHARED_DIR`` wins; otherwise the nearest ancestor of the repository that has a
+    ``shared/jpcore`` folder.
+    """
+    import os
+
+    configured = os.environ.get("RENKEI_SHARED_DIR")
+    if configured:
+        return Path(configured)
+    repo = Path(__file__).resolve().parent.parent
+    for folder in (repo, *repo.parents):
+        if (folder / "shared" / "jpcore").is_dir():
+            return folder / "shared"
+    return repo.parent / "shared"
+
+
+SHARED = _find_shared()
 JPCORE_EXAMPLES = SHARED / "jpcore" / "examples"
 
 
