@@ -16,7 +16,6 @@ from renkei.store.migrate import upgrade
 from tests.dbs import fresh_postgres_database
 
 
-
 def _find_shared() -> Path:
     """The shared/ folder beside the checkout (main, a worktree, or CI's clone elsewhere).
 

@@ -53,8 +53,9 @@ class BasicIndexWriter:
                 "resource_pk": pk,
                 "res_type": res_type,
                 "param": "identifier",
-                "system": ident.get("system"),
-                "code": ident.get("value"),
+                # a column holds 400 characters; a longer value is indexed by its prefix
+                "system": _clip(ident.get("system")),
+                "code": _clip(ident.get("value")),
                 "text": None,
             }
             for ident in content.get("identifier", []) or []
@@ -62,6 +63,10 @@ class BasicIndexWriter:
         ]
         if rows:
             session.execute(idx_token.insert(), rows)
+
+
+def _clip(value: Any) -> Any:
+    return value[:400] if isinstance(value, str) else value
 
 
 class BasicSearch:
@@ -91,7 +96,9 @@ class BasicSearch:
                     sub = sub.where(idx_token.c.system == system)
                 stmt = stmt.where(resource.c.pk.in_(sub))
             elif name == "_count":
-                count = int(value)
+                if not (value.isascii() and value.isdigit()):
+                    raise BadRequest(f"_count must be a non-negative integer, got {value!r}")
+                count = min(int(value[:6]), 1000)
             elif name.startswith("_format") or name == "_total":
                 continue
             else:

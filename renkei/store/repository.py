@@ -8,13 +8,14 @@ these methods and the search engine.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from renkei.clock import Clock
@@ -24,6 +25,7 @@ from renkei.store.errors import (
     ConcurrentUpdate,
     ResourceGone,
     ResourceNotFound,
+    Unstorable,
     VersionMismatch,
 )
 from renkei.store.indexing import IndexWriter
@@ -169,6 +171,10 @@ class SqlRepository:
     # -- writes --------------------------------------------------------------------------
 
     def create(self, content: dict[str, Any], *, res_id: str | None = None) -> StoredResource:
+        with _storable():
+            return self._create(content, res_id)
+
+    def _create(self, content: dict[str, Any], res_id: str | None) -> StoredResource:
         res_type = content["resourceType"]
         res_id = res_id or new_id()
         now = self.clock.now()
@@ -196,6 +202,12 @@ class SqlRepository:
     def update(
         self, content: dict[str, Any], *, if_match: int | None = None, method: str = "PUT"
     ) -> tuple[StoredResource, bool]:
+        with _storable():
+            return self._update(content, if_match, method)
+
+    def _update(
+        self, content: dict[str, Any], if_match: int | None, method: str
+    ) -> tuple[StoredResource, bool]:
         res_type, res_id = content["resourceType"], content["id"]
         row = self._current_row(res_type, res_id, lock=True)
         if row is None:
@@ -203,7 +215,7 @@ class SqlRepository:
                 raise VersionMismatch(
                     f"If-Match names version {if_match} but {res_type}/{res_id} does not exist"
                 )
-            return self.create(content, res_id=res_id), True
+            return self._create(content, res_id), True
         current = int(row.version_id)
         if if_match is not None and if_match != current:
             raise VersionMismatch(
@@ -223,6 +235,10 @@ class SqlRepository:
     def delete(
         self, res_type: str, res_id: str, *, if_match: int | None = None
     ) -> StoredResource | None:
+        with _storable():
+            return self._delete(res_type, res_id, if_match)
+
+    def _delete(self, res_type: str, res_id: str, if_match: int | None) -> StoredResource | None:
         row = self._current_row(res_type, res_id, lock=True)
         if row is None or row.deleted:
             if if_match is not None and (row is None or if_match != row.version_id):
@@ -333,6 +349,16 @@ class SqlRepository:
         return HistoryPage(entries, next_cursor)
 
 
+@contextmanager
+def _storable() -> Iterator[None]:
+    """Driver errors about a value (PostgreSQL: too long, out of range) -> Unstorable."""
+    try:
+        yield
+    except DataError as exc:
+        detail = str(exc.orig).splitlines()[0] if exc.orig is not None else "bad value"
+        raise Unstorable(f"a value of the resource cannot be stored: {detail}") from exc
+
+
 def _with_meta(content: dict[str, Any], res_id: str, version: int, now: datetime) -> dict[str, Any]:
     body = dict(content)
     body["id"] = res_id
@@ -389,9 +415,12 @@ def _make_cursor(when: datetime, pk: int, vid: int) -> str:
 def _parse_cursor(cursor: str) -> tuple[datetime, int, int]:
     try:
         ts, pk, vid = cursor.split("_")
-        return datetime.fromtimestamp(float(ts), UTC), int(pk), int(vid)
-    except ValueError as exc:
+        when, key, version = datetime.fromtimestamp(float(ts), UTC), int(pk), int(vid)
+    except (ValueError, OverflowError, OSError) as exc:
         raise BadCursor(f"malformed history page cursor {cursor!r}") from exc
+    if not (0 <= key < 2**63 and 0 <= version < 2**31):
+        raise BadCursor(f"malformed history page cursor {cursor!r}")
+    return when, key, version
 
 
 __all__ = ["HistoryPage", "Repository", "SqlRepository", "StoredResource", "instant", "new_id"]
