@@ -330,7 +330,7 @@ class FhirEngine:
             return self._store_update(session, req, body, None)
         body = dict(body)
         self.policy.check_write(session, req.context, res_type, body, None)
-        stored = self.repository(session).create(body)
+        stored = self.repository(session).create(body, res_id=req.context.extra.get("assign_id"))
         self._after_write(session, req.context, stored)
         return self._write_response(req, stored, 201)
 
