@@ -90,6 +90,10 @@ def create_app(
     app.include_router(health.router)
     app.include_router(fhir.router)
 
+    from renkei.api.timing import ServerTimingMiddleware
+
+    app.add_middleware(ServerTimingMiddleware)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

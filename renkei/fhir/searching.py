@@ -46,8 +46,10 @@ class BasicIndexWriter:
         self, session: Session, pk: int, res_type: str, content: dict[str, Any] | None
     ) -> None:
         clear_index_rows(session, pk)
-        if content is None:
-            return
+        if content is not None:
+            self.index_new(session, pk, res_type, content)
+
+    def index_new(self, session: Session, pk: int, res_type: str, content: dict[str, Any]) -> None:
         rows = [
             {
                 "resource_pk": pk,

@@ -101,6 +101,11 @@ class Repository(Protocol):
         ...
 
 
+#: Built once: a statement object per call costs more than the round trip on SQLite.
+_INSERT_RESOURCE = resource.insert().returning(resource.c.pk)
+_INSERT_VERSION = resource_version.insert()
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -179,24 +184,28 @@ class SqlRepository:
         res_id = res_id or new_id()
         now = self.clock.now()
         body = _with_meta(content, res_id, 1, now)
+        # No savepoint: a duplicate id fails the unit of work anyway, and batch entries
+        # have a savepoint of their own. Saves two round trips per create.
         try:
-            with self.session.begin_nested():
-                pk = self.session.execute(
-                    resource.insert()
-                    .values(
-                        res_type=res_type,
-                        res_id=res_id,
-                        version_id=1,
-                        last_updated=now,
-                        deleted=False,
-                        content=body,
-                    )
-                    .returning(resource.c.pk)
-                ).scalar_one()
+            pk = self.session.execute(
+                _INSERT_RESOURCE,
+                {
+                    "res_type": res_type,
+                    "res_id": res_id,
+                    "version_id": 1,
+                    "last_updated": now,
+                    "deleted": False,
+                    "content": body,
+                },
+            ).scalar_one()
         except IntegrityError as exc:
             raise AlreadyExists(f"{res_type}/{res_id} already exists") from exc
         self._add_version(pk, res_type, res_id, 1, now, False, "POST", body)
-        self.indexer.reindex(self.session, pk, res_type, body)
+        index_new = getattr(self.indexer, "index_new", None)
+        if index_new is not None:
+            index_new(self.session, pk, res_type, body)  # no old rows to delete
+        else:
+            self.indexer.reindex(self.session, pk, res_type, body)
         return StoredResource(res_type, res_id, 1, now, False, body, "POST", pk)
 
     def update(
@@ -295,16 +304,17 @@ class SqlRepository:
         body: dict[str, Any] | None,
     ) -> None:
         self.session.execute(
-            resource_version.insert().values(
-                resource_pk=pk,
-                version_id=version,
-                res_type=res_type,
-                res_id=res_id,
-                last_updated=now,
-                deleted=deleted,
-                method=method,
-                content=body,
-            )
+            _INSERT_VERSION,
+            {
+                "resource_pk": pk,
+                "version_id": version,
+                "res_type": res_type,
+                "res_id": res_id,
+                "last_updated": now,
+                "deleted": deleted,
+                "method": method,
+                "content": body,
+            },
         )
 
     # -- history -------------------------------------------------------------------------
