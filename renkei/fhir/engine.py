@@ -381,7 +381,8 @@ class FhirEngine:
     ) -> FhirResponse:
         self.policy.authorize(req.context, "patch", res_type)
         operations = fhir_patch.patch_document(req.body, req.content_type)
-        current = self.repository(session).read(res_type, res_id)
+        # Locked: concurrent patches apply one after the other instead of failing with 412.
+        current = self.repository(session).read(res_type, res_id, for_update=True)
         self._visible(session, req, current)
         if_match = _if_match(req)
         if if_match is not None and if_match != current.version_id:

@@ -128,8 +128,11 @@ class SqlRepository:
             stmt = stmt.with_for_update()
         return self.session.execute(stmt).first()
 
-    def read(self, res_type: str, res_id: str) -> StoredResource:
-        row = self._current_row(res_type, res_id)
+    def read(self, res_type: str, res_id: str, *, for_update: bool = False) -> StoredResource:
+        """The current version; ``for_update`` locks the row until the unit of work ends
+        (PostgreSQL; SQLite write transactions hold the database lock already), so a
+        read-modify-write such as a patch cannot interleave with another writer."""
+        row = self._current_row(res_type, res_id, lock=for_update)
         if row is None:
             raise ResourceNotFound(f"{res_type}/{res_id} is not known")
         stored = _from_current(row)
