@@ -43,7 +43,7 @@ def run(report: Report, ctx: BenchContext) -> None:
 
 
 def _creates(report: Report, ctx: BenchContext, rng: random.Random) -> list[str]:
-    bodies = [orjson.dumps(patient(rng, n)) for n in range(1, ctx.count(1200) + 1)]
+    bodies = [orjson.dumps(patient(rng, n)) for n in range(1, ctx.count(600) + 1)]
     ids: list[str] = []
     server_ms: list[float] = []
     with ctx.client() as client:
@@ -63,7 +63,7 @@ def _creates(report: Report, ctx: BenchContext, rng: random.Random) -> list[str]
     )
     report.latency("create server time", server_ms)
     clients = int(ctx.options.get("write_clients", "4"))
-    more = [orjson.dumps(patient(rng, n)) for n in range(1, ctx.count(800) + 1)]
+    more = [orjson.dumps(patient(rng, n)) for n in range(1, ctx.count(400) + 1)]
     rate, _ = _concurrent(ctx, clients, more, lambda c, b: _post(c, "Patient", b)[1])
     report.metric(f"creates/s ({clients} connections)", rate, "req/s")
     return ids
@@ -89,7 +89,7 @@ def _get(client: httpx.Client, path: str) -> float:
 
 def _reads(report: Report, ctx: BenchContext, ids: list[str]) -> None:
     rng = random.Random(ctx.seed + 1)
-    paths = [f"/Patient/{rng.choice(ids)}" for _ in range(ctx.count(3000))]
+    paths = [f"/Patient/{rng.choice(ids)}" for _ in range(ctx.count(1500))]
     server_ms: list[float] = []
     client_ms: list[float] = []
     with ctx.client() as client:
@@ -107,7 +107,7 @@ def _reads(report: Report, ctx: BenchContext, ids: list[str]) -> None:
     )
     report.latency("read by id client round trip", client_ms)
     clients = int(ctx.options.get("read_clients", "8"))
-    many = [f"/Patient/{rng.choice(ids)}" for _ in range(ctx.count(4000))]
+    many = [f"/Patient/{rng.choice(ids)}" for _ in range(ctx.count(2000))]
     rate, concurrent_ms = _concurrent(ctx, clients, many, _get)
     report.metric(f"reads/s ({clients} connections)", rate, "req/s")
     report.latency(f"read by id server time ({clients} connections)", concurrent_ms)
@@ -172,7 +172,7 @@ def _transaction(rng: random.Random, start: int) -> bytes:
 
 
 def _bundles(report: Report, ctx: BenchContext, rng: random.Random) -> None:
-    count = ctx.count(20, minimum=2)
+    count = ctx.count(10, minimum=2)
     bodies = [_transaction(rng, 100_000 + i * BUNDLE_SIZE) for i in range(count + 1)]
     server_ms: list[float] = []
     with ctx.client() as client:
@@ -212,7 +212,7 @@ def _engine_writes(report: Report, ctx: BenchContext, rng: random.Random) -> Non
 
     services = ctx.services()
     engine = services.engine
-    bodies = [patient(rng, 500_000 + n) for n in range(ctx.count(600))]
+    bodies = [patient(rng, 500_000 + n) for n in range(ctx.count(300))]
     app_indexer = engine.indexer
 
     def creates_per_s(indexer: Any) -> float:

@@ -27,7 +27,22 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 #: Types a client may not store: they only travel in interactions.
 _NOT_STORABLE = frozenset({"Bundle", "OperationOutcome", "Parameters"})
 #: R4 types that have no search parameter of their own, so are missing from the bases.
-_EXTRA_R4_TYPES = frozenset({"Binary", "OperationOutcome", "Parameters"})
+_EXTRA_R4_TYPES = frozenset(
+    {
+        "Binary",
+        "BiologicallyDerivedProduct",
+        "CatalogEntry",
+        "MedicinalProductIngredient",
+        "MedicinalProductManufactured",
+        "OperationOutcome",
+        "Parameters",
+        "SubstanceNucleicAcid",
+        "SubstancePolymer",
+        "SubstanceProtein",
+        "SubstanceReferenceInformation",
+        "SubstanceSourceMaterial",
+    }
+)
 
 
 @cache

@@ -300,3 +300,11 @@ def test_random_json_never_yields_500(client: TestClient, body: Any, method: str
         resp = post_raw(client, "/fhir/Patient", raw)
     assert resp.status_code < 500, resp.text
     assert resp.json()["resourceType"] in ("OperationOutcome", "Patient", "Bundle")
+
+
+def test_r4_types_without_search_parameters_are_served(client: TestClient) -> None:
+    """Types with no SearchParameter of their own are still R4 types."""
+    body = {"resourceType": "BiologicallyDerivedProduct", "productCategory": "cells"}
+    assert client.post("/fhir/BiologicallyDerivedProduct", json=body).status_code == 201
+    r4b_only = client.post("/fhir/SubscriptionTopic", json={"resourceType": "SubscriptionTopic"})
+    assert r4b_only.status_code == 404
