@@ -43,14 +43,15 @@ def run(report: Report, ctx: BenchContext) -> None:
 
 
 def _creates(report: Report, ctx: BenchContext, rng: random.Random) -> list[str]:
-    bodies = [orjson.dumps(patient(rng, n)) for n in range(1, ctx.count(600) + 1)]
+    bodies = [orjson.dumps(patient(rng, n)) for n in range(1, ctx.count(600, 20) + 1)]
+    warm = min(50, len(bodies) // 4)
     ids: list[str] = []
     server_ms: list[float] = []
     with ctx.client() as client:
-        for body in bodies[:50]:  # warm-up: model caches, connection, query plans
+        for body in bodies[:warm]:  # warm-up: model caches, connection, query plans
             ids.append(_post(client, "Patient", body)[0])
         start = time.perf_counter()
-        for body in bodies[50:]:
+        for body in bodies[warm:]:
             rid, ms = _post(client, "Patient", body)
             ids.append(rid)
             server_ms.append(ms)
@@ -63,7 +64,7 @@ def _creates(report: Report, ctx: BenchContext, rng: random.Random) -> list[str]
     )
     report.latency("create server time", server_ms)
     clients = int(ctx.options.get("write_clients", "4"))
-    more = [orjson.dumps(patient(rng, n)) for n in range(1, ctx.count(400) + 1)]
+    more = [orjson.dumps(patient(rng, n)) for n in range(1, ctx.count(400, 8) + 1)]
     rate, _ = _concurrent(ctx, clients, more, lambda c, b: _post(c, "Patient", b)[1])
     report.metric(f"creates/s ({clients} connections)", rate, "req/s")
     return ids
@@ -89,11 +90,11 @@ def _get(client: httpx.Client, path: str) -> float:
 
 def _reads(report: Report, ctx: BenchContext, ids: list[str]) -> None:
     rng = random.Random(ctx.seed + 1)
-    paths = [f"/Patient/{rng.choice(ids)}" for _ in range(ctx.count(1500))]
+    paths = [f"/Patient/{rng.choice(ids)}" for _ in range(ctx.count(1500, 20))]
     server_ms: list[float] = []
     client_ms: list[float] = []
     with ctx.client() as client:
-        for path in paths[:100]:
+        for path in paths[: min(100, len(paths) // 4)]:
             _get(client, path)
         start = time.perf_counter()
         for path in paths:
@@ -102,12 +103,10 @@ def _reads(report: Report, ctx: BenchContext, ids: list[str]) -> None:
             client_ms.append((time.perf_counter() - t0) * 1000)
         elapsed = time.perf_counter() - start
     report.metric("reads/s (1 connection)", len(paths) / elapsed, "req/s")
-    report.latency(
-        "read by id server time", server_ms, p99_target=READ_P99_MS, backend_only=PG
-    )
+    report.latency("read by id server time", server_ms, p99_target=READ_P99_MS, backend_only=PG)
     report.latency("read by id client round trip", client_ms)
     clients = int(ctx.options.get("read_clients", "8"))
-    many = [f"/Patient/{rng.choice(ids)}" for _ in range(ctx.count(2000))]
+    many = [f"/Patient/{rng.choice(ids)}" for _ in range(ctx.count(2000, 16))]
     rate, concurrent_ms = _concurrent(ctx, clients, many, _get)
     report.metric(f"reads/s ({clients} connections)", rate, "req/s")
     report.latency(f"read by id server time ({clients} connections)", concurrent_ms)
@@ -212,7 +211,7 @@ def _engine_writes(report: Report, ctx: BenchContext, rng: random.Random) -> Non
 
     services = ctx.services()
     engine = services.engine
-    bodies = [patient(rng, 500_000 + n) for n in range(ctx.count(300))]
+    bodies = [patient(rng, 500_000 + n) for n in range(ctx.count(300, 10))]
     app_indexer = engine.indexer
 
     def creates_per_s(indexer: Any) -> float:
@@ -243,7 +242,9 @@ def _engine_writes(report: Report, ctx: BenchContext, rng: random.Random) -> Non
     start = time.perf_counter()
     for body in bodies:
         parse_resource(body, expected_type="Patient")
-    report.metric("validation per Patient", (time.perf_counter() - start) * 1000 / len(bodies), "ms")
+    report.metric(
+        "validation per Patient", (time.perf_counter() - start) * 1000 / len(bodies), "ms"
+    )
     start = time.perf_counter()
     for body in bodies:
         orjson.dumps(body)
