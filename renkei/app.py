@@ -18,10 +18,12 @@ from renkei import __version__
 from renkei.auth.principal import Principal
 from renkei.clock import Clock, SystemClock
 from renkei.config import Settings
+from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy, AllowAll
 from renkei.fhir.searching import BasicIndexWriter, BasicSearch
+from renkei.store.blobs import BlobStore
 from renkei.store.db import Database
 
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
@@ -47,7 +49,9 @@ def build_services(
     clock = clock or SystemClock()
     db = Database(str(settings.database_url), echo=settings.sql_echo)
     policy = policy or AllowAll()
+    binaries = BinaryPolicy(BlobStore(settings.data_dir / "attachments"))
     engine = FhirEngine(
+        binaries=binaries,
         clock=clock,
         indexer=BasicIndexWriter(),
         search=BasicSearch(policy),
@@ -70,6 +74,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Load the FHIR type registry now, not on the first client's request.
+        from starlette.concurrency import run_in_threadpool
+
+        from renkei.fhir.validate import supported_types
+
+        await run_in_threadpool(supported_types)
         yield
         services.db.dispose()
 
@@ -85,10 +95,14 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
 
-    from renkei.api import fhir, health
+    from renkei.api import fhir, health, oncall
+    from renkei.api.middleware import RequestMiddleware
 
+    app.add_middleware(RequestMiddleware)
     app.include_router(health.router)
     app.include_router(fhir.router)
+    app.include_router(oncall.router)
+    oncall.register_error_handlers(app)
 
     from renkei.api.timing import ServerTimingMiddleware
 
