@@ -308,3 +308,32 @@ def test_r4_types_without_search_parameters_are_served(client: TestClient) -> No
     assert client.post("/fhir/BiologicallyDerivedProduct", json=body).status_code == 201
     r4b_only = client.post("/fhir/SubscriptionTopic", json={"resourceType": "SubscriptionTopic"})
     assert r4b_only.status_code == 404
+
+
+class _OverlongIndexer:
+    """An index writer that writes a value longer than its column (as a buggy one might)."""
+
+    def reindex(self, session: Any, pk: int, res_type: str, content: Any) -> None:
+        from renkei.store.models import idx_token
+
+        session.execute(
+            idx_token.insert().values(resource_pk=pk, res_type=res_type, param="x", code="c" * 500)
+        )
+
+
+def test_database_refusal_is_422_not_500(services: Any, database_url: str) -> None:
+    """PostgreSQL refuses a value too long for its column; that is the client's 422 with
+    nothing written, never a 500. (SQLite stores it.)"""
+    from renkei.fhir.context import FhirRequest, RequestContext
+
+    services.engine.indexer = _OverlongIndexer()
+    with services.db.session(write=True) as session:
+        req = FhirRequest("POST", "Patient", body=dict(PATIENT), context=RequestContext())
+        resp = services.engine.handle(session, req)
+        if resp.status >= 400:
+            session.rollback()
+    if database_url.startswith("postgresql"):
+        assert resp.status == 422
+        assert "cannot be stored" in resp.body["issue"][0]["diagnostics"]
+    else:
+        assert resp.status == 201
