@@ -19,6 +19,7 @@ import pkgutil
 import platform
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     report.context = _machine(args)
     print(_describe(report.context), flush=True)
     started = time.monotonic()
+    failed: list[str] = []
     for backend, database in _backends(args):
         report.begin(backend)
         with database as url:
@@ -95,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
                 for name, module in modules.items():
                     report.section = name
                     run: Callable[[Report, BenchContext], None] = module.run
-                    run(report, ctx)
+                    try:
+                        run(report, ctx)
+                    except Exception:  # one broken module must not hide the others' figures
+                        traceback.print_exc()
+                        failed.append(f"{name} [{backend}]")
             finally:
                 ctx.close()
     print()
@@ -106,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     missed = report.failures()
     if missed:
         print("targets missed:\n  " + "\n  ".join(missed))
+    if failed:
+        print("modules that failed (traceback above): " + ", ".join(failed))
+        return 1
     return 1 if missed and args.check else 0
 
 

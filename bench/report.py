@@ -87,6 +87,10 @@ class Report:
         shown = f"{value:,.1f} {unit}" + (f"  ({note})" if note else "")
         print(f"  [{self.backend}] {self.section}: {name} = {shown}", flush=True)
 
+    def __call__(self, name: str, value: float, unit: str, **kwargs: Any) -> None:
+        """``report(name, value, unit)``: the same as :meth:`metric`, for simple modules."""
+        self.metric(name, value, unit, **kwargs)
+
     def latency(
         self,
         name: str,
