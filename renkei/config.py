@@ -42,7 +42,7 @@ class Settings:
             )
         try:
             ZoneInfo(self.default_timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise SettingsError(f"unknown time zone {self.default_timezone!r}") from exc
         if not 1 <= self.default_page_size <= self.max_page_size:
             raise SettingsError("RENKEI_PAGE_SIZE must be between 1 and RENKEI_MAX_PAGE_SIZE")

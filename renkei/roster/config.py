@@ -278,7 +278,7 @@ def parse_config(raw: Any) -> GroupConfig:
     tz_name = str(raw.get("timezone") or "Asia/Tokyo")
     try:
         ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: name too long
         raise InvalidConfig(f"unknown time zone {tz_name!r}", "timezone") from exc
 
     clinics = []

@@ -1,0 +1,1 @@
+"""The FHIR engine, framework-free: validation, interactions, bundles, search."""
