@@ -1,11 +1,17 @@
 """batch and transaction Bundles (https://hl7.org/fhir/R4/http.html#transaction).
 
 A transaction is all-or-nothing: it runs inside the caller's unit of work and the first
-failing entry raises, so the caller rolls everything back. Entries run in the order the
-spec requires (DELETE, POST, PUT/PATCH, GET/HEAD); ``urn:uuid:`` fullUrls of created
-resources are given ids first and every reference to them is rewritten; a conditional
-reference (``Patient?identifier=...``) resolves to its single match. A batch runs each
-entry in a savepoint of its own, so one failing entry does not undo the others.
+failing entry raises (its OperationOutcome names ``Bundle.entry[n]``), so the caller rolls
+everything back. Entries run in the order the spec requires (DELETE, POST, PUT/PATCH,
+GET/HEAD); deletes run before the other entries are planned, so conditional creates and
+updates see them. ``urn:uuid:`` fullUrls of created resources (and of conditional updates)
+are given ids first and every reference to them is rewritten, however deeply nested; a
+conditional reference (``Patient?identifier=...``) resolves to its single match; the same
+``ifNoneExist`` twice makes one resource; two entries changing one resource are refused.
+
+A batch runs each entry in a savepoint of its own, so one failing entry does not undo the
+others, and resolves no references between entries. A malformed Bundle or entry is a 400
+before anything runs; a Bundle inside a Bundle is refused.
 """
 
 from __future__ import annotations
