@@ -42,7 +42,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 	$(BIN)/ruff format $(LINT_PATHS)
 
-## bench: reproducible figures (SQLite always, PostgreSQL when RENKEI_BENCH_POSTGRES_URL is set)
+## bench: reproducible figures (SQLite always; PostgreSQL at RENKEI_BENCH_POSTGRES_URL or the local test server)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
 
 import sqlalchemy as sa  # noqa: E402
 
+from renkei.auth.principal import OPERATOR  # noqa: E402
 from renkei.clock import ManualClock  # noqa: E402
 from renkei.demo import generate  # noqa: E402
 from renkei.fhir.context import FhirRequest, RequestContext  # noqa: E402
@@ -214,7 +215,7 @@ def _request(query: str) -> FhirRequest:
         method="GET",
         path=path,
         params=parse_qsl(qs, keep_blank_values=True),
-        context=RequestContext(base_url="http://bench/fhir"),
+        context=RequestContext(principal=OPERATOR, base_url="http://bench/fhir"),
     )
 
 

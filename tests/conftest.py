@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +21,35 @@ from tests.dbs import fresh_postgres_database
 #: argon2 at its cheapest: tests check behaviour, not hashing cost
 FAST_AUTH = AuthSettings(argon2_time_cost=1, argon2_memory_kib=8, argon2_parallelism=1)
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-JPCORE_EXAMPLES = SHARED / "jpcore" / "examples"
+
+def _find_shared() -> Path:
+    """The shared/ folder beside the checkout (main, a worktree, or CI's clone elsewhere).
+
+    ``RENKEI_SHARED_DIR`` wins; otherwise the nearest ancestor of the repository that has a
+    ``shared/jpcore`` folder.
+    """
+    import os
+
+    configured = os.environ.get("RENKEI_SHARED_DIR")
+    if configured:
+        return Path(configured)
+    repo = Path(__file__).resolve().parent.parent
+    for folder in (repo, *repo.parents):
+        if (folder / "shared" / "jpcore").is_dir():
+            return folder / "shared"
+    return repo.parent / "shared"
+
+
+SHARED = _find_shared()
+#: shared/jpcore/examples when shared/ is beside the checkout, else the copy kept in tests/data
+JPCORE_EXAMPLES = next(
+    (
+        p
+        for p in (SHARED / "jpcore" / "examples", Path(__file__).parent / "data" / "jpcore")
+        if p.is_dir()
+    ),
+    SHARED / "jpcore" / "examples",
+)
 
 
 @pytest.fixture(scope="session")
@@ -31,13 +59,26 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file per test session; each test gets a copy (migrating a fresh
+    file for every test costs ~0.5 s)."""
+    import sqlite3
+
+    path = tmp_path_factory.mktemp("template") / "renkei.db"
+    upgrade(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:  # fold the WAL into the file before copying it
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each test that takes this runs once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'renkei.db'}"
-        upgrade(url)
-        yield url
+        path = tmp_path / "renkei.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        yield f"sqlite:///{path}"
     else:
         url = request.getfixturevalue("postgres_url")
         yield url

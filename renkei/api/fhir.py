@@ -17,7 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
 from renkei.fhir.engine import error_response
-from renkei.fhir.outcome import BadRequest, FhirError, NotAcceptable, UnsupportedMediaType
+from renkei.fhir.outcome import (
+    BadRequest,
+    FhirError,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -26,6 +32,9 @@ FHIR_JSON = "application/fhir+json"
 _JSON_TYPES = {"application/fhir+json", "application/json", "json", "application/json+fhir"}
 _XML_TYPES = {"application/fhir+xml", "application/xml", "xml", "text/xml", "application/xml+fhir"}
 _READ_METHODS = {"GET", "HEAD"}
+#: Largest request body accepted: room for a transaction of thousands of resources or a
+#: scanned document in a Binary, while a runaway client cannot exhaust memory.
+MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 class _Rollback(Exception):
@@ -99,6 +108,21 @@ def _parse_body(raw: bytes, content_type: str, method: str, path: str = "") -> A
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
 
 
+async def _read_body(request: Request) -> bytes:
+    """The body, refused with 413 as soon as it grows past MAX_BODY_BYTES."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def base_url(request: Request) -> str:
     configured = request.app.state.settings.base_url_explicit
     if configured:
@@ -125,7 +149,7 @@ async def fhir_endpoint(path: str, request: Request) -> Response:
     try:
         principal = await principal_of(request)  # first: anonymous callers learn nothing
         _negotiate(request)
-        raw = await request.body()
+        raw = await _read_body(request)
         content_type = request.headers.get("content-type", "")
         body = _parse_body(raw, content_type, method, path)
     except FhirError as exc:

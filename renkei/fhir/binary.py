@@ -28,6 +28,8 @@ DEFAULT_TYPES = frozenset(
         "text/plain",
         "application/fhir+json",
         "application/json-patch+json",
+        # JP Core's DiagnosticReport (endoscopy) example carries its report inline as XML
+        "application/xml",
     }
 )
 

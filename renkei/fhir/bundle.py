@@ -1,23 +1,30 @@
 """batch and transaction Bundles (https://hl7.org/fhir/R4/http.html#transaction).
 
 A transaction is all-or-nothing: it runs inside the caller's unit of work and the first
-failing entry raises, so the caller rolls everything back. Entries run in the order the
-spec requires (DELETE, POST, PUT/PATCH, GET/HEAD); ``urn:uuid:`` fullUrls of created
-resources are given ids first and every reference to them is rewritten; a conditional
-reference (``Patient?identifier=...``) resolves to its single match. A batch runs each
-entry in a savepoint of its own, so one failing entry does not undo the others.
+failing entry raises (its OperationOutcome names ``Bundle.entry[n]``), so the caller rolls
+everything back. Entries run in the order the spec requires (DELETE, POST, PUT/PATCH,
+GET/HEAD); deletes run before the other entries are planned, so conditional creates and
+updates see them. ``urn:uuid:`` fullUrls of created resources (and of conditional updates)
+are given ids first and every reference to them is rewritten, however deeply nested; a
+conditional reference (``Patient?identifier=...``) resolves to its single match; the same
+``ifNoneExist`` twice makes one resource; two entries changing one resource are refused.
+
+A batch runs each entry in a savepoint of its own, so one failing entry does not undo the
+others, and resolves no references between entries. A malformed Bundle or entry is a 400
+before anything runs; a Bundle inside a Bundle is refused.
 """
 
 from __future__ import annotations
 
 import copy
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy.orm import Session
 
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
-from renkei.fhir.outcome import BadRequest, FhirError, NotFound, PreconditionFailed, as_fhir_error
+from renkei.fhir.outcome import BadRequest, FhirError, PreconditionFailed, as_fhir_error
 from renkei.fhir.validate import check_type
 from renkei.store.errors import StoreError
 from renkei.store.repository import instant, new_id
@@ -26,13 +33,9 @@ if TYPE_CHECKING:
     from renkei.fhir.engine import FhirEngine
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-_STATUS_TEXT = {
-    200: "200 OK",
-    201: "201 Created",
-    204: "204 No Content",
-    304: "304 Not Modified",
-}
 MAX_ENTRIES = 10_000
+#: Bundles that are requests themselves; one may not travel inside another.
+_REQUEST_BUNDLES = frozenset({"batch", "transaction"})
 
 
 def process_bundle(engine: FhirEngine, session: Session, req: FhirRequest) -> FhirResponse:
@@ -48,7 +51,7 @@ def process_bundle(engine: FhirEngine, session: Session, req: FhirRequest) -> Fh
     if not isinstance(entries, list) or len(entries) > MAX_ENTRIES:
         raise BadRequest(f"Bundle.entry must be a list of at most {MAX_ENTRIES} entries")
     engine.policy.authorize(req.context, kind, None)
-    parsed = [_parse_entry(i, e) for i, e in enumerate(entries)]
+    parsed = [_parse_entry(i, e, req.context.base_url) for i, e in enumerate(entries)]
     if kind == "transaction":
         responses = _transaction(engine, session, req, parsed)
     else:
@@ -62,33 +65,49 @@ def process_bundle(engine: FhirEngine, session: Session, req: FhirRequest) -> Fh
 class _Entry:
     __slots__ = ("body", "full_url", "headers", "index", "method", "params", "path")
 
-    def __init__(self, index: int, raw: Any) -> None:
+    def __init__(self, index: int, raw: Any, base_url: str) -> None:
         self.index = index
+        where = f"Bundle.entry[{index}]"
         if not isinstance(raw, dict):
-            raise BadRequest(f"Bundle.entry[{index}] is not an object")
+            raise BadRequest(f"{where} is not an object", expression=(where,))
         request = raw.get("request")
         if not isinstance(request, dict):
             raise BadRequest(
-                f"Bundle.entry[{index}].request is required in a batch or transaction",
-                expression=(f"Bundle.entry[{index}].request",),
+                f"{where}.request is required in a batch or transaction",
+                expression=(f"{where}.request",),
             )
-        method = str(request.get("method", "")).upper()
-        if method not in _ORDER:
+        method = request.get("method")
+        if not isinstance(method, str) or method.upper() not in _ORDER:
             raise BadRequest(
-                f"Bundle.entry[{index}].request.method {method!r} is not supported",
-                expression=(f"Bundle.entry[{index}].request.method",),
+                f"{where}.request.method {method!r} is not one of GET, HEAD, POST, PUT, "
+                "PATCH, DELETE",
+                expression=(f"{where}.request.method",),
             )
+        method = method.upper()
         url = request.get("url")
-        if not isinstance(url, str) or not url:
+        if not isinstance(url, str) or not url.strip():
             raise BadRequest(
-                f"Bundle.entry[{index}].request.url is required",
-                expression=(f"Bundle.entry[{index}].request.url",),
+                f"{where}.request.url is required", expression=(f"{where}.request.url",)
             )
-        split = urlsplit(url)
+        split = urlsplit(_relative(url, base_url, where))
         self.method = method
         self.path = split.path.strip("/")
+        if not self.path:
+            raise BadRequest(
+                f"{where}: a Bundle inside a Bundle is not processed (request.url names the "
+                "base URL)",
+                expression=(f"{where}.request.url",),
+            )
+        if method == "POST" and "/" in self.path:
+            raise BadRequest(
+                f"{where}.request.url of a POST must be a resource type, got {url!r}",
+                expression=(f"{where}.request.url",),
+            )
         self.params = parse_qsl(split.query, keep_blank_values=True)
-        self.full_url: str | None = raw.get("fullUrl")
+        full_url = raw.get("fullUrl")
+        if full_url is not None and not isinstance(full_url, str):
+            raise BadRequest(f"{where}.fullUrl must be a string", expression=(f"{where}.fullUrl",))
+        self.full_url: str | None = full_url or None
         self.body = copy.deepcopy(raw.get("resource"))
         headers = {}
         for field, header in (
@@ -97,18 +116,43 @@ class _Entry:
             ("ifMatch", "if-match"),
             ("ifNoneExist", "if-none-exist"),
         ):
-            if request.get(field):
-                headers[header] = str(request[field])
+            value = request.get(field)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise BadRequest(
+                    f"{where}.request.{field} must be a string",
+                    expression=(f"{where}.request.{field}",),
+                )
+            headers[header] = value
         self.headers = headers
-        if method in ("POST", "PUT") and not isinstance(self.body, dict):
+        if method in ("POST", "PUT", "PATCH") and not isinstance(self.body, dict):
             raise BadRequest(
-                f"Bundle.entry[{index}] ({method}) has no resource",
-                expression=(f"Bundle.entry[{index}].resource",),
+                f"{where} ({method}) has no resource", expression=(f"{where}.resource",)
+            )
+        if isinstance(self.body, dict) and (
+            self.body.get("resourceType") == "Bundle" and self.body.get("type") in _REQUEST_BUNDLES
+        ):
+            raise BadRequest(
+                f"{where}: a {self.body.get('type')} Bundle inside a Bundle is not processed",
+                expression=(f"{where}.resource",),
             )
 
 
-def _parse_entry(index: int, raw: Any) -> _Entry:
-    return _Entry(index, raw)
+def _relative(url: str, base_url: str, where: str) -> str:
+    """An entry's URL relative to the base; absolute URLs must name this server's base."""
+    if "://" not in url.split("?", 1)[0]:
+        return url
+    if url.startswith(base_url + "/"):
+        return url[len(base_url) + 1 :]
+    raise BadRequest(
+        f"{where}.request.url {url!r} is not on this server ({base_url})",
+        expression=(f"{where}.request.url",),
+    )
+
+
+def _parse_entry(index: int, raw: Any, base_url: str) -> _Entry:
+    return _Entry(index, raw, base_url)
 
 
 def _sub_request(parent: FhirRequest, entry: _Entry, assign_id: str | None = None) -> FhirRequest:
@@ -137,26 +181,41 @@ def _sub_request(parent: FhirRequest, entry: _Entry, assign_id: str | None = Non
 
 
 def _response_entry(resp: FhirResponse) -> dict[str, Any]:
-    response: dict[str, Any] = {"status": _STATUS_TEXT.get(resp.status, str(resp.status))}
+    """One ``Bundle.entry`` of a batch/transaction-response (http.html#transaction-response)."""
+    response: dict[str, Any] = {"status": _status_text(resp.status)}
     if "Location" in resp.headers:
         response["location"] = resp.headers["Location"]
     if "ETag" in resp.headers:
         response["etag"] = resp.headers["ETag"]
     out: dict[str, Any] = {}
-    if resp.body is not None:
-        if (
-            resp.body.get("resourceType") == "OperationOutcome" and resp.status >= 400
-        ) or resp.body.get("resourceType") == "OperationOutcome":
-            response["outcome"] = resp.body
-        else:
-            out["resource"] = resp.body
-            meta = resp.body.get("meta") or {}
-            if meta.get("lastUpdated"):
-                response["lastModified"] = meta["lastUpdated"]
-            if "fullUrl" not in out and resp.body.get("id"):
-                out["fullUrl"] = f"{resp.body['resourceType']}/{resp.body['id']}"
+    body = resp.body
+    if body is not None and body.get("resourceType") == "OperationOutcome":
+        response["outcome"] = body
+    elif body is not None:
+        out["resource"] = body
+        meta = body.get("meta") or {}
+        if meta.get("lastUpdated"):
+            response["lastModified"] = meta["lastUpdated"]
+        if body.get("id") and body.get("resourceType") != "Bundle":
+            out["fullUrl"] = f"{body['resourceType']}/{body['id']}"
+    if "lastModified" not in response and "Last-Modified" in resp.headers:
+        response["lastModified"] = _instant_of(resp.headers["Last-Modified"])
     out["response"] = response
     return out
+
+
+def _status_text(status: int) -> str:
+    """``201`` -> ``"201 Created"``: the code first, as Bundle.entry.response.status wants."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def _instant_of(http_date: str) -> str:
+    from email.utils import parsedate_to_datetime
+
+    return instant(parsedate_to_datetime(http_date))
 
 
 def _batch(
@@ -189,60 +248,171 @@ class _EntryFailed(Exception):
 def _transaction(
     engine: FhirEngine, session: Session, req: FhirRequest, entries: list[_Entry]
 ) -> list[dict[str, Any]]:
-    ctx = req.context
-    # 1. Give every created resource its id up front, so references can be rewritten.
-    mapping: dict[str, str] = {}
-    assigned: dict[int, str] = {}
-    existing: dict[int, str] = {}
+    """http.html#trules: DELETE, then POST, then PUT/PATCH, then GET/HEAD; any failure raises.
+
+    Deletes run first and before the other entries are planned, so that a conditional create
+    or update in the same Bundle sees them, as the processing order implies.
+    """
     seen_urls: set[str] = set()
     for entry in entries:
+        if entry.full_url in seen_urls:
+            raise BadRequest(
+                f"Bundle.entry[{entry.index}].fullUrl {entry.full_url!r} appears twice",
+                expression=(f"Bundle.entry[{entry.index}].fullUrl",),
+            )
         if entry.full_url:
-            if entry.full_url in seen_urls:
-                raise BadRequest(
-                    f"Bundle.entry[{entry.index}].fullUrl {entry.full_url!r} appears twice"
-                )
             seen_urls.add(entry.full_url)
-        if entry.method == "POST":
-            res_type = entry.path
-            check_type(res_type)
-            condition = entry.headers.get("if-none-exist")
-            target_id: str | None = None
-            if condition:
-                matches = engine._match(session, ctx, res_type, condition)
-                if len(matches) > 1:
-                    raise PreconditionFailed(
-                        f"Bundle.entry[{entry.index}]: ifNoneExist matched {len(matches)}"
-                    )
-                if matches:
-                    target_id = matches[0].res_id
-                    existing[entry.index] = target_id
-            if target_id is None:
-                target_id = new_id()
-                assigned[entry.index] = target_id
-            if entry.full_url:
-                mapping[entry.full_url] = f"{res_type}/{target_id}"
-        elif entry.method == "PUT" and entry.full_url and "?" not in entry.path:
-            mapping[entry.full_url] = entry.path
-    # 2. Rewrite references (and resolve conditional ones) in every resource.
+    plan = _Plan()
+    results: dict[int, dict[str, Any]] = {}
+    deletes = [e for e in entries if e.method == "DELETE"]
+    for entry in deletes:
+        plan.claim(entry, _write_identity(engine, session, req.context, entry, plan))
+    for entry in deletes:
+        results[entry.index] = _run_entry(engine, session, req, entry, plan)
+    _plan(engine, session, req.context, [e for e in entries if e.method != "DELETE"], plan)
     cache: dict[str, str] = {}
     for entry in entries:
         if isinstance(entry.body, dict):
-            _rewrite(engine, session, ctx, entry, entry.body, mapping, cache)
-    # 3. Run in the spec's order; any failure aborts the whole transaction.
-    results: dict[int, dict[str, Any]] = {}
+            _rewrite(engine, session, req.context, entry, entry.body, plan.mapping, cache)
     for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
-        if entry.method == "POST" and entry.index in existing:
-            sub = _sub_request(req, entry)
-            resp = engine.dispatch(session, sub)  # conditional create answers 200
-        else:
-            sub = _sub_request(req, entry, assigned.get(entry.index))
-            if entry.method == "POST":
-                sub.headers = {k: v for k, v in sub.headers.items() if k != "if-none-exist"}
-            resp = engine.dispatch(session, sub)
-        if resp.status >= 400:
-            raise _as_error(entry, resp)
-        results[entry.index] = _full_url(req, _response_entry(resp))
+        if entry.method != "DELETE":
+            results[entry.index] = _run_entry(engine, session, req, entry, plan)
     return [results[e.index] for e in entries]
+
+
+def _run_entry(
+    engine: FhirEngine, session: Session, req: FhirRequest, entry: _Entry, plan: _Plan
+) -> dict[str, Any]:
+    if entry.index in plan.existing:
+        resp = _existing_response(engine, session, req, entry, plan.existing[entry.index])
+    else:
+        sub = _sub_request(req, entry, plan.assigned.get(entry.index))
+        if entry.method == "POST":
+            sub.headers = {k: v for k, v in sub.headers.items() if k != "if-none-exist"}
+        try:
+            resp = engine.dispatch(session, sub)
+        except FhirError as exc:
+            raise _as_error(entry, FhirResponse(exc.status, exc.outcome(), exc.headers)) from exc
+    if resp.status >= 400:
+        raise _as_error(entry, resp)
+    return _full_url(req, _response_entry(resp))
+
+
+class _Plan:
+    """Who each entry's resource is, worked out before the entries run (http.html#trules)."""
+
+    def __init__(self) -> None:
+        #: fullUrl -> "Type/id" for references to rewrite
+        self.mapping: dict[str, str] = {}
+        #: entry index -> id for entries that create (POST, conditional PUT with no match)
+        self.assigned: dict[int, str] = {}
+        #: entry index -> "Type/id" for conditional creates that matched (nothing to write)
+        self.existing: dict[int, str] = {}
+        #: "Type/id" -> index of the entry that changes it, to refuse overlaps
+        self.written: dict[str, int] = {}
+
+    def claim(self, entry: _Entry, identity: str | None) -> None:
+        if identity is None:
+            return
+        if identity in self.written:
+            raise BadRequest(
+                f"Bundle.entry[{entry.index}] and Bundle.entry[{self.written[identity]}] both "
+                f"change {identity}; a transaction may change each resource once",
+                expression=(f"Bundle.entry[{entry.index}].request.url",),
+            )
+        self.written[identity] = entry.index
+
+
+def _plan(
+    engine: FhirEngine, session: Session, ctx: RequestContext, entries: list[_Entry], plan: _Plan
+) -> None:
+    conditions: dict[tuple[str, str], str] = {}  # (type, ifNoneExist) -> "Type/id"
+    for entry in entries:
+        where = f"Bundle.entry[{entry.index}]"
+        if entry.method == "POST":
+            res_type = entry.path
+            _check_entry_type(entry, res_type)
+            condition = entry.headers.get("if-none-exist")
+            if condition and (res_type, condition) in conditions:
+                # The same conditional create twice in one Bundle: one resource, not two.
+                plan.existing[entry.index] = conditions[(res_type, condition)]
+            elif condition:
+                matches = engine._match(session, ctx, res_type, condition)
+                if len(matches) > 1:
+                    raise PreconditionFailed(
+                        f"{where}: ifNoneExist matched {len(matches)} {res_type} resources; "
+                        "the condition must be more selective"
+                    )
+                if matches:
+                    plan.existing[entry.index] = matches[0].reference
+            if entry.index in plan.existing:
+                target = plan.existing[entry.index]
+            else:
+                plan.assigned[entry.index] = new_id()
+                target = f"{res_type}/{plan.assigned[entry.index]}"
+                plan.claim(entry, target)
+            if condition:
+                conditions[(res_type, condition)] = target
+            if entry.full_url:
+                plan.mapping[entry.full_url] = target
+        elif entry.method in ("PUT", "PATCH"):
+            identity = _write_identity(engine, session, ctx, entry, plan)
+            plan.claim(entry, identity)
+            if identity and entry.full_url and entry.method == "PUT":
+                plan.mapping[entry.full_url] = identity
+
+
+def _write_identity(
+    engine: FhirEngine, session: Session, ctx: RequestContext, entry: _Entry, plan: _Plan
+) -> str | None:
+    """``Type/id`` that a PUT/PATCH/DELETE changes; conditional ones are resolved now."""
+    parts = entry.path.split("/")
+    if len(parts) == 2:
+        return entry.path
+    if len(parts) != 1 or not entry.params:
+        return None  # the entry itself will answer with the right error
+    res_type = parts[0]
+    _check_entry_type(entry, res_type)
+    matches = engine._match_params(session, ctx, res_type, entry.params)
+    if len(matches) > 1:
+        if entry.method == "DELETE":
+            return None  # the entry refuses it with its own 412
+        raise PreconditionFailed(
+            f"Bundle.entry[{entry.index}]: the condition matched {len(matches)} {res_type} "
+            "resources; it must match one at most"
+        )
+    if matches:
+        return matches[0].reference
+    if entry.method != "PUT":
+        return None
+    body_id = entry.body.get("id") if isinstance(entry.body, dict) else None
+    if isinstance(body_id, str) and body_id:
+        return f"{res_type}/{body_id}"
+    # a conditional update with no match creates: give it its id now, for references
+    plan.assigned[entry.index] = new_id()
+    return f"{res_type}/{plan.assigned[entry.index]}"
+
+
+def _check_entry_type(entry: _Entry, res_type: str) -> None:
+    """An unknown type in an entry is a malformed Bundle (400), naming the entry."""
+    try:
+        check_type(res_type)
+    except FhirError as exc:
+        raise BadRequest(
+            f"Bundle.entry[{entry.index}].request.url: {exc.diagnostics}",
+            expression=(f"Bundle.entry[{entry.index}].request.url",),
+        ) from exc
+
+
+def _existing_response(
+    engine: FhirEngine, session: Session, req: FhirRequest, entry: _Entry, reference: str
+) -> FhirResponse:
+    """A conditional create that matched: 200 with the existing resource (http.html#ccreate)."""
+    sub = _sub_request(req, entry)
+    res_type, _, res_id = reference.partition("/")
+    stored = engine.repository(session).read(res_type, res_id)
+    engine._visible(session, sub, stored)
+    return engine._write_response(sub, stored, 200)
 
 
 def _as_error(entry: _Entry, resp: FhirResponse) -> FhirError:
@@ -300,13 +470,13 @@ def _resolve(
     if ref in mapping:
         return mapping[ref]
     if ref.startswith("urn:uuid:") or ref.startswith("urn:oid:"):
-        raise NotFound(
+        raise BadRequest(
             f"Bundle.entry[{entry.index}]: reference {ref!r} names no entry of this Bundle"
         )
     if "?" in ref and not ref.startswith("http") and not ref.startswith("#"):
         if ref not in cache:
             res_type, _, query = ref.partition("?")
-            check_type(res_type)
+            _check_entry_type(entry, res_type)
             matches = engine._match(session, ctx, res_type, query)
             if len(matches) != 1:
                 raise PreconditionFailed(

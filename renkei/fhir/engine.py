@@ -66,6 +66,10 @@ class OperationDef:
     documentation: str = ""
 
 
+#: versionId is a 32-bit integer column; a larger number names no version.
+MAX_VERSION = 2**31 - 1
+
+
 @dataclass
 class EngineSettings:
     default_count: int = 20
@@ -238,7 +242,7 @@ class FhirEngine:
         if req.method.upper() not in ("GET", "HEAD"):
             raise MethodNotAllowed("a version is read with GET")
         self.policy.authorize(req.context, "vread", res_type)
-        if not vid.isdigit():
+        if not _is_number(vid) or len(vid) > 10 or int(vid) > MAX_VERSION:
             raise NotFound(f"version {vid!r} of {res_type}/{res_id} is not known")
         stored = self.repository(session).vread(res_type, res_id, int(vid))
         self._visible(session, req, stored)
@@ -333,7 +337,7 @@ class FhirEngine:
             return self._store_update(session, req, body, None)
         body = self._in(dict(body))
         self.policy.check_write(session, req.context, res_type, body, None)
-        stored = self.repository(session).create(body)
+        stored = self.repository(session).create(body, res_id=req.context.extra.get("assign_id"))
         self._after_write(session, req.context, stored)
         return self._write_response(req, stored, 201)
 
@@ -384,7 +388,8 @@ class FhirEngine:
     ) -> FhirResponse:
         self.policy.authorize(req.context, "patch", res_type)
         operations = fhir_patch.patch_document(req.body, req.content_type)
-        current = self.repository(session).read(res_type, res_id)
+        # Locked: concurrent patches apply one after the other instead of failing with 412.
+        current = self.repository(session).read(res_type, res_id, for_update=True)
         self._visible(session, req, current)
         if_match = _if_match(req)
         if if_match is not None and if_match != current.version_id:
@@ -599,9 +604,16 @@ def _url(base: str, path: str, params: list[tuple[str, str]]) -> str:
 def _count(raw: str | None, default: int, settings: EngineSettings) -> int:
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not _is_number(raw):
         raise BadRequest(f"_count must be a non-negative integer, got {raw!r}")
+    if len(raw) > 9:
+        return settings.max_count
     return max(1, min(int(raw), settings.max_count))
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts '²', which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def _if_match(req: FhirRequest) -> int | None:
@@ -612,7 +624,7 @@ def _if_match(req: FhirRequest) -> int | None:
     if value.startswith("W/"):
         value = value[2:]
     value = value.strip('"')
-    if not value.isdigit():
+    if not _is_number(value) or len(value) > 10:
         raise BadRequest(f'If-Match must be a version ETag like W/"3", got {raw!r}')
     return int(value)
 

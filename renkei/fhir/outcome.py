@@ -139,6 +139,13 @@ class PreconditionFailed(FhirError):
     code = "conflict"
 
 
+class PayloadTooLarge(FhirError):
+    """The request body is larger than the server accepts (413)."""
+
+    status = 413
+    code = "too-costly"
+
+
 class TooManyRequests(FhirError):
     status = 429
     code = "throttled"
@@ -157,6 +164,7 @@ __all__ = [
     "NotFound",
     "NotSupported",
     "OutcomeError",
+    "PayloadTooLarge",
     "PreconditionFailed",
     "TooManyRequests",
     "Unauthorized",
@@ -179,6 +187,7 @@ def as_fhir_error(exc: Exception) -> FhirError | None:
         (store.AlreadyExists, Conflict),
         (store.ConcurrentUpdate, Conflict),
         (store.BadCursor, BadRequest),
+        (store.Unstorable, InvalidResource),
     ]
     for source, target in mapping:
         if isinstance(exc, source):

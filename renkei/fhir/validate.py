@@ -20,14 +20,30 @@ from typing import Any
 import pydantic
 from fhir.resources.R4B import get_fhir_model_class
 
+from renkei.fhir.jsonrules import check_json
 from renkei.fhir.outcome import BadRequest, InvalidResource, Issue, NotFound
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 #: Types a client may not store: they only travel in interactions.
 _NOT_STORABLE = frozenset({"Bundle", "OperationOutcome", "Parameters"})
 #: R4 types that have no search parameter of their own, so are missing from the bases.
-_EXTRA_R4_TYPES = frozenset({"Binary", "OperationOutcome", "Parameters"})
+_EXTRA_R4_TYPES = frozenset(
+    {
+        "Binary",
+        "BiologicallyDerivedProduct",
+        "CatalogEntry",
+        "MedicinalProductIngredient",
+        "MedicinalProductManufactured",
+        "OperationOutcome",
+        "Parameters",
+        "SubstanceNucleicAcid",
+        "SubstancePolymer",
+        "SubstanceProtein",
+        "SubstanceReferenceInformation",
+        "SubstanceSourceMaterial",
+    }
+)
 
 
 @cache
@@ -66,7 +82,7 @@ def check_type(res_type: str) -> None:
 
 
 def check_id(res_id: str, where: str = "id") -> None:
-    if not ID_PATTERN.match(res_id):
+    if not ID_PATTERN.fullmatch(res_id):
         raise BadRequest(
             f"{where} {res_id!r} is not a valid FHIR id ([A-Za-z0-9-.]{{1,64}})",
             expression=(where,),
@@ -90,8 +106,13 @@ def parse_resource(body: Any, *, expected_type: str | None = None) -> dict[str, 
             expression=("resourceType",),
         )
     check_type(res_type)
-    if "id" in body and not (isinstance(body["id"], str) and ID_PATTERN.match(body["id"])):
+    if "id" in body and not (isinstance(body["id"], str) and ID_PATTERN.fullmatch(body["id"])):
         raise BadRequest(f"{res_type}.id is not a valid FHIR id", expression=(f"{res_type}.id",))
+    problems = check_json(body)
+    if problems:
+        raise InvalidResource(
+            f"{res_type} is not valid FHIR R4 JSON: {len(problems)} problem(s)", issues=problems
+        )
     model = get_fhir_model_class(res_type)
     try:
         model.model_validate(body)

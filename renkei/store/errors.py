@@ -34,3 +34,11 @@ class ConcurrentUpdate(StoreError):
 
 class BadCursor(StoreError):
     """A paging cursor that this server did not make."""
+
+
+class Unstorable(StoreError):
+    """The database refused a value (too long for its column, out of range...).
+
+    SQLite stores almost anything; PostgreSQL checks lengths and ranges. Translating the
+    driver's error here keeps a bad value a client error on both, never a 500.
+    """

@@ -8,13 +8,15 @@ these methods and the search engine.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from renkei.clock import Clock
@@ -24,6 +26,7 @@ from renkei.store.errors import (
     ConcurrentUpdate,
     ResourceGone,
     ResourceNotFound,
+    Unstorable,
     VersionMismatch,
 )
 from renkei.store.indexing import IndexWriter
@@ -99,6 +102,33 @@ class Repository(Protocol):
         ...
 
 
+#: Built once: a statement object per call costs more than the round trip on SQLite.
+_INSERT_RESOURCE = resource.insert().returning(resource.c.pk)
+_INSERT_VERSION = resource_version.insert()
+
+
+@cache
+def _pg_create_statement() -> sa.TextClause:
+    """PostgreSQL: insert the resource and its version 1 together (a data-modifying CTE)."""
+    return sa.text(
+        """
+        WITH r AS (
+            INSERT INTO fhir_resource
+                (res_type, res_id, version_id, last_updated, deleted, content)
+            VALUES (:res_type, :res_id, 1, :last_updated, false, :content)
+            RETURNING pk, res_type, res_id, last_updated, content
+        )
+        INSERT INTO fhir_resource_version
+            (resource_pk, version_id, res_type, res_id, last_updated, deleted, method, content)
+        SELECT pk, 1, res_type, res_id, last_updated, false, 'POST', content FROM r
+        RETURNING resource_pk
+        """
+    ).bindparams(
+        sa.bindparam("content", type_=resource.c.content.type),
+        sa.bindparam("last_updated", type_=resource.c.last_updated.type),
+    )
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -110,6 +140,7 @@ class SqlRepository:
         self.session = session
         self.clock = clock
         self.indexer = indexer
+        self._postgres = session.get_bind().dialect.name == "postgresql"
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -121,8 +152,11 @@ class SqlRepository:
             stmt = stmt.with_for_update()
         return self.session.execute(stmt).first()
 
-    def read(self, res_type: str, res_id: str) -> StoredResource:
-        row = self._current_row(res_type, res_id)
+    def read(self, res_type: str, res_id: str, *, for_update: bool = False) -> StoredResource:
+        """The current version; ``for_update`` locks the row until the unit of work ends
+        (PostgreSQL; SQLite write transactions hold the database lock already), so a
+        read-modify-write such as a patch cannot interleave with another writer."""
+        row = self._current_row(res_type, res_id, lock=for_update)
         if row is None:
             raise ResourceNotFound(f"{res_type}/{res_id} is not known")
         stored = _from_current(row)
@@ -169,32 +203,43 @@ class SqlRepository:
     # -- writes --------------------------------------------------------------------------
 
     def create(self, content: dict[str, Any], *, res_id: str | None = None) -> StoredResource:
+        with _storable():
+            return self._create(content, res_id)
+
+    def _create(self, content: dict[str, Any], res_id: str | None) -> StoredResource:
         res_type = content["resourceType"]
         res_id = res_id or new_id()
         now = self.clock.now()
         body = _with_meta(content, res_id, 1, now)
+        # No savepoint: a duplicate id fails the unit of work anyway, and batch entries
+        # have a savepoint of their own. Saves two round trips per create.
+        params = {"res_type": res_type, "res_id": res_id, "last_updated": now, "content": body}
         try:
-            with self.session.begin_nested():
+            if self._postgres:
+                # resource and first version in one statement: one round trip, not two
+                pk = self.session.execute(_pg_create_statement(), params).scalar_one()
+            else:
                 pk = self.session.execute(
-                    resource.insert()
-                    .values(
-                        res_type=res_type,
-                        res_id=res_id,
-                        version_id=1,
-                        last_updated=now,
-                        deleted=False,
-                        content=body,
-                    )
-                    .returning(resource.c.pk)
+                    _INSERT_RESOURCE, {**params, "version_id": 1, "deleted": False}
                 ).scalar_one()
+                self._add_version(pk, res_type, res_id, 1, now, False, "POST", body)
         except IntegrityError as exc:
             raise AlreadyExists(f"{res_type}/{res_id} already exists") from exc
-        self._add_version(pk, res_type, res_id, 1, now, False, "POST", body)
-        self.indexer.reindex(self.session, pk, res_type, body)
+        index_new = getattr(self.indexer, "index_new", None)
+        if index_new is not None:
+            index_new(self.session, pk, res_type, body)  # no old rows to delete
+        else:
+            self.indexer.reindex(self.session, pk, res_type, body)
         return StoredResource(res_type, res_id, 1, now, False, body, "POST", pk)
 
     def update(
         self, content: dict[str, Any], *, if_match: int | None = None, method: str = "PUT"
+    ) -> tuple[StoredResource, bool]:
+        with _storable():
+            return self._update(content, if_match, method)
+
+    def _update(
+        self, content: dict[str, Any], if_match: int | None, method: str
     ) -> tuple[StoredResource, bool]:
         res_type, res_id = content["resourceType"], content["id"]
         row = self._current_row(res_type, res_id, lock=True)
@@ -203,7 +248,7 @@ class SqlRepository:
                 raise VersionMismatch(
                     f"If-Match names version {if_match} but {res_type}/{res_id} does not exist"
                 )
-            return self.create(content, res_id=res_id), True
+            return self._create(content, res_id), True
         current = int(row.version_id)
         if if_match is not None and if_match != current:
             raise VersionMismatch(
@@ -223,6 +268,10 @@ class SqlRepository:
     def delete(
         self, res_type: str, res_id: str, *, if_match: int | None = None
     ) -> StoredResource | None:
+        with _storable():
+            return self._delete(res_type, res_id, if_match)
+
+    def _delete(self, res_type: str, res_id: str, if_match: int | None) -> StoredResource | None:
         row = self._current_row(res_type, res_id, lock=True)
         if row is None or row.deleted:
             if if_match is not None and (row is None or if_match != row.version_id):
@@ -279,16 +328,17 @@ class SqlRepository:
         body: dict[str, Any] | None,
     ) -> None:
         self.session.execute(
-            resource_version.insert().values(
-                resource_pk=pk,
-                version_id=version,
-                res_type=res_type,
-                res_id=res_id,
-                last_updated=now,
-                deleted=deleted,
-                method=method,
-                content=body,
-            )
+            _INSERT_VERSION,
+            {
+                "resource_pk": pk,
+                "version_id": version,
+                "res_type": res_type,
+                "res_id": res_id,
+                "last_updated": now,
+                "deleted": deleted,
+                "method": method,
+                "content": body,
+            },
         )
 
     # -- history -------------------------------------------------------------------------
@@ -331,6 +381,16 @@ class SqlRepository:
             last = rows[count - 1]
             next_cursor = _make_cursor(last.last_updated, last.resource_pk, last.version_id)
         return HistoryPage(entries, next_cursor)
+
+
+@contextmanager
+def _storable() -> Iterator[None]:
+    """Driver errors about a value (PostgreSQL: too long, out of range) -> Unstorable."""
+    try:
+        yield
+    except DataError as exc:
+        detail = str(exc.orig).splitlines()[0] if exc.orig is not None else "bad value"
+        raise Unstorable(f"a value of the resource cannot be stored: {detail}") from exc
 
 
 def _with_meta(content: dict[str, Any], res_id: str, version: int, now: datetime) -> dict[str, Any]:
@@ -389,9 +449,12 @@ def _make_cursor(when: datetime, pk: int, vid: int) -> str:
 def _parse_cursor(cursor: str) -> tuple[datetime, int, int]:
     try:
         ts, pk, vid = cursor.split("_")
-        return datetime.fromtimestamp(float(ts), UTC), int(pk), int(vid)
-    except ValueError as exc:
+        when, key, version = datetime.fromtimestamp(float(ts), UTC), int(pk), int(vid)
+    except (ValueError, OverflowError, OSError) as exc:
         raise BadCursor(f"malformed history page cursor {cursor!r}") from exc
+    if not (0 <= key < 2**63 and 0 <= version < 2**31):
+        raise BadCursor(f"malformed history page cursor {cursor!r}")
+    return when, key, version
 
 
 __all__ = ["HistoryPage", "Repository", "SqlRepository", "StoredResource", "instant", "new_id"]

@@ -276,3 +276,124 @@ def test_health_endpoints(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     assert client.get("/metrics").status_code == 200
+
+
+# -- error cases and less common interactions --------------------------------------------------
+
+
+def test_head_returns_headers_without_body(client: TestClient) -> None:
+    created = create(client, patient()).json()
+    resp = client.head(f"/fhir/Patient/{created['id']}")
+    assert resp.status_code == 200
+    assert resp.content == b""
+    assert resp.headers["ETag"] == 'W/"1"'
+
+
+def test_conditional_read_if_modified_since(client: TestClient, clock: ManualClock) -> None:
+    created = create(client, patient()).json()
+    url = f"/fhir/Patient/{created['id']}"
+    later = "Wed, 01 Apr 2026 00:10:00 GMT"
+    earlier = "Tue, 31 Mar 2026 23:00:00 GMT"
+    assert client.get(url, headers={"If-Modified-Since": later}).status_code == 304
+    assert client.get(url, headers={"If-Modified-Since": earlier}).status_code == 200
+    assert client.get(url, headers={"If-Modified-Since": "garbage"}).status_code == 200
+
+
+def test_method_not_allowed_is_405(client: TestClient) -> None:
+    created = create(client, patient()).json()
+    assert client.post(f"/fhir/Patient/{created['id']}", json=patient()).status_code == 405
+    assert client.delete("/fhir/metadata").status_code == 405
+    assert client.put("/fhir", json=patient()).status_code == 405
+    resp = client.post(f"/fhir/Patient/{created['id']}/_history/1", json=patient())
+    assert resp.status_code == 405
+    assert resp.json()["resourceType"] == "OperationOutcome"
+
+
+def test_unknown_operation_and_path_are_outcomes(client: TestClient) -> None:
+    resp = client.get("/fhir/Patient/$nothing-here")
+    assert resp.status_code == 400
+    assert resp.json()["issue"][0]["code"] == "not-supported"
+    deep = client.get("/fhir/Patient/1/_history/1/extra")
+    assert deep.status_code == 404
+    assert deep.json()["resourceType"] == "OperationOutcome"
+
+
+def test_vread_of_a_deletion_is_410_and_history_of_unknown_is_404(client: TestClient) -> None:
+    created = create(client, patient()).json()
+    url = f"/fhir/Patient/{created['id']}"
+    client.delete(url)
+    assert client.get(f"{url}/_history/2").status_code == 410
+    assert client.get(f"{url}/_history/1").status_code == 200
+    assert client.get(f"{url}/_history").status_code == 200  # a deleted resource has history
+    assert client.get("/fhir/Patient/unknown/_history").status_code == 404
+
+
+def test_delete_with_if_match(client: TestClient) -> None:
+    created = create(client, patient()).json()
+    url = f"/fhir/Patient/{created['id']}"
+    stale = client.delete(url, headers={"If-Match": 'W/"2"'})
+    assert stale.status_code == 412
+    assert stale.headers["ETag"] == 'W/"1"'
+    assert client.get(url).status_code == 200
+    assert client.delete(url, headers={"If-Match": 'W/"1"'}).status_code == 200
+    assert client.get(url).status_code == 410
+
+
+def test_conditional_update_and_delete_errors(client: TestClient) -> None:
+    query = "identifier=urn:oid:1.2.392.100495.20.3.51.11312345678|00001"
+    first = create(client, patient()).json()
+    mismatch = client.put(f"/fhir/Patient?{query}", json=patient(id="someone-else"))
+    assert mismatch.status_code == 400
+    create(client, patient())
+    assert client.put(f"/fhir/Patient?{query}", json=patient()).status_code == 412
+    assert client.delete(f"/fhir/Patient?{query}").status_code == 412
+    assert client.put("/fhir/Patient", json=patient()).status_code == 400  # no condition
+    assert client.delete("/fhir/Patient").status_code == 400
+    assert client.get(f"/fhir/Patient/{first['id']}").json()["meta"]["versionId"] == "1"
+    nothing = client.delete("/fhir/Patient?identifier=none|none")
+    assert nothing.status_code == 200  # conditional delete with no match is not an error
+
+
+def test_conditional_patch(client: TestClient) -> None:
+    created = create(client, patient()).json()
+    query = "identifier=urn:oid:1.2.392.100495.20.3.51.11312345678|00001"
+    ops = [{"op": "replace", "path": "/gender", "value": "male"}]
+    ctype = {"Content-Type": "application/json-patch+json"}
+    resp = client.patch(f"/fhir/Patient?{query}", json=ops, headers=ctype)
+    assert resp.status_code == 200
+    assert resp.json()["id"] == created["id"]
+    assert resp.json()["gender"] == "male"
+    assert client.patch("/fhir/Patient?identifier=none", json=ops, headers=ctype).status_code == 412
+    assert client.patch("/fhir/Patient", json=ops, headers=ctype).status_code == 400
+
+
+def test_patch_with_if_match_and_of_unknown(client: TestClient) -> None:
+    created = create(client, patient()).json()
+    url = f"/fhir/Patient/{created['id']}"
+    ops = [{"op": "replace", "path": "/gender", "value": "male"}]
+    ctype = {"Content-Type": "application/json-patch+json"}
+    assert client.patch(url, json=ops, headers={**ctype, "If-Match": 'W/"5"'}).status_code == 412
+    assert client.patch(url, json=ops, headers={**ctype, "If-Match": 'W/"1"'}).status_code == 200
+    assert client.patch("/fhir/Patient/nope", json=ops, headers=ctype).status_code == 404
+    fhirpath = {"resourceType": "Parameters", "parameter": []}
+    assert client.patch(url, json=fhirpath, headers=ctype).status_code == 415
+
+
+def test_update_prefer_operation_outcome_and_minimal(client: TestClient) -> None:
+    created = create(client, patient()).json()
+    url = f"/fhir/Patient/{created['id']}"
+    outcome = client.put(url, json=created, headers={"Prefer": "return=OperationOutcome"})
+    assert outcome.status_code == 200
+    assert outcome.json()["issue"][0]["severity"] == "information"
+    minimal = client.put(url, json=created, headers={"Prefer": "return=minimal"})
+    assert minimal.status_code == 200
+    assert minimal.content == b""
+    assert minimal.headers["ETag"] == 'W/"3"'
+
+
+def test_update_of_deleted_resource_with_stale_if_match_is_412(client: TestClient) -> None:
+    created = create(client, patient()).json()
+    url = f"/fhir/Patient/{created['id']}"
+    client.delete(url)
+    assert client.put(url, json=created, headers={"If-Match": 'W/"1"'}).status_code == 412
+    assert client.put(url, json=created, headers={"If-Match": 'W/"2"'}).status_code == 201
