@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from renkei import __version__
+from renkei.audit import AuditTrail, install_audit
 from renkei.auth.principal import Principal
 from renkei.clock import Clock, SystemClock
 from renkei.config import Settings
@@ -39,6 +40,8 @@ class Services:
     engine: FhirEngine
     #: resolves the caller of a request (bearer token...); None until auth is wired in
     authenticate: Authenticator | None = None
+    #: the audit log the FHIR router flushes each request's access records to
+    audit: AuditTrail | None = None
 
 
 def build_services(
@@ -56,7 +59,8 @@ def build_services(
             default_count=settings.default_page_size, max_count=settings.max_page_size
         ),
     )
-    return Services(settings=settings, db=db, clock=clock, engine=engine)
+    audit = install_audit(engine, settings, clock)
+    return Services(settings=settings, db=db, clock=clock, engine=engine, audit=audit)
 
 
 def create_app(

@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTENSIONS: list[Callable[[Any], None]] = []
 
 
+def _register_audit(sub: Any) -> None:
+    from renkei.audit.cli import register
+
+    register(sub)
+
+
+_EXTENSIONS.append(_register_audit)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -91,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.func(args, settings)
     except CliError as exc:
         if getattr(args, "json", False):
-            print(json.dumps({"ok": False, "error": str(exc)}, ensure_ascii=False))
+            payload = exc.payload or {"ok": False, "error": str(exc)}
+            print(json.dumps(payload, ensure_ascii=False))
         else:
             print(f"renkei: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -103,9 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 class CliError(Exception):
     """A user-facing failure: printed as one line (or one JSON object), no traceback."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(
+        self, message: str, exit_code: int = 1, payload: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        #: printed as the one JSON object under --json instead of {"ok": false, "error": ...}
+        self.payload = payload
 
 
 if __name__ == "__main__":

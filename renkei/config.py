@@ -32,6 +32,8 @@ class Settings:
     max_page_size: int = 500
     sql_echo: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    #: the audit seal (HMAC) key file; default ``<data_dir>/audit-seal.key``
+    audit_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         url = str(self.database_url)
@@ -74,4 +76,7 @@ class Settings:
             default_page_size=page,
             max_page_size=max_page,
             sql_echo=env.get("RENKEI_SQL_ECHO", "") == "1",
+            audit_key_file=Path(env["RENKEI_AUDIT_KEY_FILE"])
+            if env.get("RENKEI_AUDIT_KEY_FILE")
+            else None,
         )

@@ -5,6 +5,7 @@ Only JSON is served (the CapabilityStatement says so); XML asks get 406.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from typing import Any
@@ -16,7 +17,14 @@ from starlette.concurrency import run_in_threadpool
 
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
 from renkei.fhir.engine import error_response
-from renkei.fhir.outcome import BadRequest, FhirError, NotAcceptable, UnsupportedMediaType
+from renkei.fhir.outcome import (
+    BadRequest,
+    FhirError,
+    Issue,
+    NotAcceptable,
+    UnsupportedMediaType,
+    operation_outcome,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -87,12 +95,25 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
+#: a clinician's stated reason for opening a record outside their care relationship
+BREAK_GLASS_HEADER = "x-break-glass-reason"
+_MAX_REASON = 500
+
+
 async def principal_of(request: Request) -> Any:
-    """The caller as the auth package sees it (None when auth is not wired in)."""
+    """The caller as the auth package sees it (None when auth is not wired in).
+
+    A break-the-glass reason sent in ``X-Break-Glass-Reason`` becomes the principal's
+    ``purpose_of_use`` for this request; the policy decides whether the role may use it.
+    """
     authenticate = request.app.state.services.authenticate
     if authenticate is None:
         return None
-    return await authenticate(request)
+    principal = await authenticate(request)
+    reason = (request.headers.get(BREAK_GLASS_HEADER) or "").strip()
+    if principal is not None and reason:
+        principal = dataclasses.replace(principal, purpose_of_use=reason[:_MAX_REASON])
+    return principal
 
 
 @router.api_route(
@@ -133,12 +154,36 @@ async def fhir_endpoint(path: str, request: Request) -> Response:
 
 
 def _run(services: Any, freq: FhirRequest) -> FhirResponse:
+    """One unit of work; the audit records of a write commit with it.
+
+    A read's records (and a failed request's) are appended right after, in a short write
+    transaction; if that fails the data is not served (fail closed).
+    """
     write = freq.method not in _READ_METHODS
+    audit = services.audit
+    if audit is not None:
+        audit.begin(freq.context)
+    committed = False
     try:
         with services.db.session(write=write) as session:
             resp: FhirResponse = services.engine.handle(session, freq)
             if resp.status >= 400:
                 raise _Rollback(resp)
-            return resp
+            if write and audit is not None:
+                audit.flush(session, freq.context, committed=True)
+        committed = True
     except _Rollback as rollback:
-        return rollback.response
+        resp = rollback.response
+    if audit is not None and audit.pending(freq.context):
+        try:
+            with services.db.session(write=True) as session:
+                audit.flush(session, freq.context, committed=committed or not write)
+        except Exception:
+            log.exception("audit append failed for request %s", freq.context.request_id)
+            return FhirResponse(
+                500,
+                operation_outcome(
+                    Issue("fatal", "exception", "the access could not be audited; not served")
+                ),
+            )
+    return resp
