@@ -74,6 +74,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Load the FHIR type registry now, not on the first client's request.
+        from starlette.concurrency import run_in_threadpool
+
+        from renkei.fhir.validate import supported_types
+
+        await run_in_threadpool(supported_types)
         yield
         services.db.dispose()
 
@@ -90,7 +96,9 @@ def create_app(
     app.state.services = services
 
     from renkei.api import fhir, health
+    from renkei.api.middleware import RequestMiddleware
 
+    app.add_middleware(RequestMiddleware)
     app.include_router(health.router)
     app.include_router(fhir.router)
 

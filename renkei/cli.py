@@ -48,7 +48,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         from renkei.demo import seed_demo
 
         seed_demo(settings)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    from renkei.logs import configure_logging
+
+    configure_logging()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        timeout_graceful_shutdown=20,
+    )
     return {"ok": True}
 
 
@@ -70,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
+    _load_extensions()
     for register in _EXTENSIONS:
         register(sub)
     return parser
@@ -79,13 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTENSIONS: list[Callable[[Any], None]] = []
 
 
-def _register_audit(sub: Any) -> None:
-    from renkei.audit.cli import register
+def _load_extensions() -> None:
+    from renkei.audit.cli import register as audit
+    from renkei.ops.cli import register as ops
 
-    register(sub)
-
-
-_EXTENSIONS.append(_register_audit)
+    for register in (ops, audit):
+        if register not in _EXTENSIONS:
+            _EXTENSIONS.append(register)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -135,7 +135,7 @@ async def fhir_endpoint(path: str, request: Request) -> Response:
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_pretty",)]
     ctx = RequestContext(
         principal=principal,
-        request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+        request_id=getattr(request.state, "request_id", None) or uuid.uuid4().hex,
         remote_addr=request.client.host if request.client else None,
         base_url=base_url(request),
     )
@@ -149,7 +149,6 @@ async def fhir_endpoint(path: str, request: Request) -> Response:
         context=ctx,
     )
     resp = await run_in_threadpool(_run, request.app.state.services, freq)
-    resp.headers.setdefault("X-Request-Id", ctx.request_id)
     return render(resp, pretty=pretty, head=method == "HEAD")
 
 
