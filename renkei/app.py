@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import orjson
 from fastapi import FastAPI, Request
@@ -22,7 +23,8 @@ from renkei.config import Settings
 from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy, AllowAll
-from renkei.fhir.searching import BasicIndexWriter, BasicSearch
+from renkei.fhir.search.indexer import SearchIndexWriter
+from renkei.fhir.searching import BasicSearch
 from renkei.store.db import Database
 
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
@@ -52,7 +54,7 @@ def build_services(
     policy = policy or AllowAll()
     engine = FhirEngine(
         clock=clock,
-        indexer=BasicIndexWriter(),
+        indexer=SearchIndexWriter(ZoneInfo(settings.default_timezone)),
         search=BasicSearch(policy),
         policy=policy,
         settings=EngineSettings(

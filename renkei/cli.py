@@ -132,5 +132,8 @@ class CliError(Exception):
         self.payload = payload
 
 
+# Packages' sub-commands register themselves in _EXTENSIONS when imported.
+import renkei.fhir.search.commands  # noqa: E402, F401
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""The :class:`~renkei.store.indexing.IndexWriter` that keeps every search index in step.
+
+Called by the repository inside the write's own transaction: the resource's old rows go,
+the rows :func:`~renkei.fhir.search.extract.extract_rows` finds in the new content come in.
+A committed resource is therefore always searchable, a rolled-back one never.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import tzinfo
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from renkei.fhir.search.dates import DEFAULT_ZONE
+from renkei.fhir.search.extract import extract_rows
+from renkei.store.indexing import clear_index_rows
+from renkei.store.models import INDEX_TABLES, resource
+
+log = logging.getLogger(__name__)
+
+
+class SearchIndexWriter:
+    """Indexes every string, token, reference, date, number, quantity and uri parameter.
+
+    ``zone`` is where a date or dateTime written without an offset is read
+    (``Settings.default_timezone``; Asia/Tokyo by default).
+    """
+
+    def __init__(self, zone: tzinfo = DEFAULT_ZONE) -> None:
+        self.zone = zone
+
+    def reindex(
+        self, session: Session, pk: int, res_type: str, content: dict[str, Any] | None
+    ) -> None:
+        clear_index_rows(session, pk)
+        if content is None:
+            return
+        rows = extract_rows(res_type, content, zone=self.zone, pk=pk)
+        for kind, kind_rows in rows.items():
+            if kind_rows:
+                session.execute(INDEX_TABLES[kind].insert(), kind_rows)
+
+
+def reindex_all(
+    session_factory: Any,
+    writer: SearchIndexWriter,
+    *,
+    res_type: str | None = None,
+    batch_size: int = 500,
+) -> int:
+    """Re-extract the rows of every current resource, one transaction per batch.
+
+    ``session_factory`` is ``Database.session``. Deleted resources get their rows cleared.
+    Returns how many resources were re-indexed (deleted ones not counted).
+    """
+    done = 0
+    last_pk = 0
+    while True:
+        with session_factory(write=True) as session:
+            batch = list(_batch(session, res_type, last_pk, batch_size))
+            for pk, rtype, deleted, content in batch:
+                writer.reindex(session, pk, rtype, None if deleted else content)
+                done += 0 if deleted else 1
+        if len(batch) < batch_size:
+            return done
+        last_pk = batch[-1][0]
+
+
+def _batch(
+    session: Session, res_type: str | None, after_pk: int, size: int
+) -> Iterator[tuple[int, str, bool, dict[str, Any]]]:
+    stmt = (
+        sa.select(resource.c.pk, resource.c.res_type, resource.c.deleted, resource.c.content)
+        .where(resource.c.pk > after_pk)
+        .order_by(resource.c.pk)
+        .limit(size)
+    )
+    if res_type is not None:
+        stmt = stmt.where(resource.c.res_type == res_type)
+    for row in session.execute(stmt):
+        yield int(row.pk), str(row.res_type), bool(row.deleted), row.content
+
+
+__all__ = ["SearchIndexWriter", "reindex_all"]
