@@ -16,13 +16,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from renkei import __version__
+from renkei.access import SharingFactWriter, SharingPolicy
 from renkei.audit import AuditTrail, install_audit
 from renkei.auth.principal import Principal
 from renkei.clock import Clock, SystemClock
 from renkei.config import Settings
 from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import Issue, operation_outcome
-from renkei.fhir.policy import AccessPolicy, AllowAll
+from renkei.fhir.policy import AccessPolicy
 from renkei.fhir.search.indexer import SearchIndexWriter
 from renkei.fhir.searching import BasicSearch
 from renkei.store.db import Database
@@ -51,17 +52,19 @@ def build_services(
 ) -> Services:
     clock = clock or SystemClock()
     db = Database(str(settings.database_url), echo=settings.sql_echo)
-    policy = policy or AllowAll()
+    sharing = SharingPolicy(clock)
+    policy = policy or sharing
+    zone = ZoneInfo(settings.default_timezone)
     engine = FhirEngine(
         clock=clock,
-        indexer=SearchIndexWriter(ZoneInfo(settings.default_timezone)),
+        indexer=SharingFactWriter(SearchIndexWriter(zone), zone),
         search=BasicSearch(policy),
         policy=policy,
         settings=EngineSettings(
             default_count=settings.default_page_size, max_count=settings.max_page_size
         ),
     )
-    audit = install_audit(engine, settings, clock)
+    audit = install_audit(engine, settings, clock, record_filter=sharing.audit_filter)
     return Services(settings=settings, db=db, clock=clock, engine=engine, audit=audit)
 
 

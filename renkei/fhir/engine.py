@@ -533,12 +533,14 @@ class FhirEngine:
         if res_id is not None:
             assert res_type is not None
             try:
-                repo.read(res_type, res_id)
+                # the history of a resource the caller may not see is as absent as it
+                self._visible(session, req, repo.read(res_type, res_id))
             except StoreError as exc:
                 from renkei.store.errors import ResourceGone
 
                 if not isinstance(exc, ResourceGone):
                     raise
+                self._check_gone_visible(session, req, res_type, res_id)
         page = repo.history(res_type, res_id, since=since, count=count, cursor=cursor)
         base = req.context.base_url
         path = "/".join(p for p in (res_type, res_id, "_history") if p)
