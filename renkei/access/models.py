@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from renkei.store.models import BigPk, UtcDateTime, metadata
 
 
-
 def _fk() -> sa.ForeignKey:
     return sa.ForeignKey("fhir_resource.pk", ondelete="CASCADE")
 

@@ -74,9 +74,7 @@ def upgrade() -> None:
         sa.Column("revoked", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_access_grant_role", "access_grant", ["practitioner_role_id", "patient_id"]
-    )
+    op.create_index("ix_access_grant_role", "access_grant", ["practitioner_role_id", "patient_id"])
     op.create_index("ix_access_grant_subject", "access_grant", ["subject", "patient_id"])
 
 

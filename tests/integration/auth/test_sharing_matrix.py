@@ -59,7 +59,7 @@ def _rid(res_type: str, pid: str) -> str:
 
 
 def _expected(role: str, relation: str, res_type: str) -> dict[str, Any]:
-    org, pid, visible, writable = RELATIONS[relation]
+    _, _, visible, writable = RELATIONS[relation]
     owner = relation == "owner"
     may_write = res_type in WRITE[role]
     may_delete = res_type in DELETE.get(role, frozenset())
