@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -105,12 +105,14 @@ async def principal_of(request: Request) -> Any:
 
     A break-the-glass reason sent in ``X-Break-Glass-Reason`` becomes the principal's
     ``purpose_of_use`` for this request; the policy decides whether the role may use it.
+    HTTP header values are ASCII, so a Japanese reason is sent percent-encoded UTF-8
+    (``%E6%95%91%E6%80%A5...``) and decoded here.
     """
     authenticate = request.app.state.services.authenticate
     if authenticate is None:
         return None
     principal = await authenticate(request)
-    reason = (request.headers.get(BREAK_GLASS_HEADER) or "").strip()
+    reason = unquote(request.headers.get(BREAK_GLASS_HEADER) or "").strip()
     if principal is not None and reason:
         principal = dataclasses.replace(principal, purpose_of_use=reason[:_MAX_REASON])
     return principal
