@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from renkei.audit.errors import AuditError
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
 from renkei.fhir.engine import error_response
 from renkei.fhir.outcome import (
@@ -175,16 +176,24 @@ def _run(services: Any, freq: FhirRequest) -> FhirResponse:
         committed = True
     except _Rollback as rollback:
         resp = rollback.response
+    except AuditError:
+        log.exception("audit append failed; write rolled back (%s)", freq.context.request_id)
+        return _unaudited()
     if audit is not None and audit.pending(freq.context):
         try:
             with services.db.session(write=True) as session:
                 audit.flush(session, freq.context, committed=committed or not write)
         except Exception:
             log.exception("audit append failed for request %s", freq.context.request_id)
-            return FhirResponse(
-                500,
-                operation_outcome(
-                    Issue("fatal", "exception", "the access could not be audited; not served")
-                ),
-            )
+            return _unaudited()
     return resp
+
+
+def _unaudited() -> FhirResponse:
+    """Patient data is neither served nor changed without its audit record (fail closed)."""
+    return FhirResponse(
+        500,
+        operation_outcome(
+            Issue("fatal", "exception", "the access could not be audited; nothing was served")
+        ),
+    )

@@ -363,8 +363,8 @@ class AuditEventService:
             if row.practitioner_role_id:
                 who = {"reference": f"PractitionerRole/{row.practitioner_role_id}"}
                 part.append({"name": "who", "valueReference": who})
-            if row.subject:
-                part.append({"name": "subject", "valueString": row.subject})
+            # no subject: no authenticated caller (operator tools, auth not configured)
+            part.append({"name": "subject", "valueString": row.subject or "operator"})
             if row.organization_id:
                 org = {"reference": f"Organization/{row.organization_id}"}
                 part.append({"name": "organization", "valueReference": org})
