@@ -23,7 +23,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from renkei.access.grants import active_grants_condition
 from renkei.access.models import (
     access_consent,
     access_grant,
@@ -67,6 +66,8 @@ class SharingPolicy:
         self.clock = clock
         self.roles = roles or RoleLimits.load()
         self._params = _compartment_params()
+        self._visible = {w: _visible_union(write=w, one=False) for w in (False, True)}
+        self._may_one = {w: _visible_union(write=w, one=True) for w in (False, True)}
 
     # -- who is asking ---------------------------------------------------------------------
 
@@ -187,51 +188,18 @@ class SharingPolicy:
 
     # -- visibility ------------------------------------------------------------------------
 
-    def visible_patients(
-        self, ctx: RequestContext, *, write: bool, only: str | None = None
-    ) -> sa.Select[Any]:
-        """SQL: ids of the patients the caller may read (or write) now (``only``: that one)."""
+    def _params_of(self, ctx: RequestContext) -> dict[str, Any]:
         p = ctx.principal
-        now = self.clock.now()
-        org = self._org(p)
-        parts: list[sa.Select[Any]] = []
-        if org is not None:
-            owned = sa.select(access_patient_owner.c.patient_id).where(
-                access_patient_owner.c.organization_id == org
-            )
-            if only is not None:
-                owned = owned.where(access_patient_owner.c.patient_id == only)
-            parts.append(owned)
-            t, c = access_team_member.c, access_consent.c
-            shared = (
-                sa.select(t.patient_id)
-                .join(access_consent, c.patient_id == t.patient_id)
-                .where(
-                    t.organization_id == org,
-                    sa.or_(t.start.is_(None), t.start <= now),
-                    sa.or_(t.end.is_(None), t.end >= now),
-                    sa.or_(c.start.is_(None), c.start <= now),
-                    sa.or_(c.end.is_(None), c.end >= now),
-                    sa.or_(
-                        c.actor_type == "*",
-                        sa.and_(c.actor_type == "Organization", c.actor_id == org),
-                        sa.and_(c.actor_type == "CareTeam", c.actor_id == t.careteam_id),
-                    ),
-                )
-            )
-            if only is not None:
-                shared = shared.where(t.patient_id == only)
-            parts.append(shared)
-        if not write:
-            role_id = _strip(getattr(p, "practitioner_role_id", None), "PractitionerRole/")
-            cond = active_grants_condition(now, role_id, getattr(p, "subject", None))
-            granted = sa.select(access_grant.c.patient_id).where(cond)
-            if only is not None:
-                granted = granted.where(access_grant.c.patient_id == only)
-            parts.append(granted)
-        if not parts:
-            return sa.select(sa.literal("")).where(sa.false())
-        return sa.union(*parts) if len(parts) > 1 else parts[0]  # type: ignore[return-value]
+        return {
+            "acc_org": self._org(p),
+            "acc_now": self.clock.now(),
+            "acc_role": _strip(getattr(p, "practitioner_role_id", None), "PractitionerRole/"),
+            "acc_subject": getattr(p, "subject", None),
+        }
+
+    def visible_patients(self, ctx: RequestContext, *, write: bool) -> Any:
+        """SQL: ids of the patients the caller may read (or write) now."""
+        return self._visible[write].params(**self._params_of(ctx))
 
     def _may(self, session: Session, ctx: RequestContext, patient_id: str, *, write: bool) -> bool:
         """Cached per request, positive answers only (a Bundle may create the team later)."""
@@ -239,11 +207,62 @@ class SharingPolicy:
         key = (patient_id, write)
         if key in cache:
             return True
-        stmt = self.visible_patients(ctx, write=write, only=patient_id).limit(1)
-        if session.execute(stmt).first() is None:
+        params = {**self._params_of(ctx), "acc_pid": patient_id}
+        if session.execute(self._may_one[write], params).first() is None:
             return False
         cache.add(key)
         return True
+
+
+def _visible_union(*, write: bool, one: bool) -> Any:
+    """The visibility query, built once with bind parameters (``acc_*``).
+
+    Parts: patients the organisation owns; patients whose active care team includes the
+    organisation while a consent covering it (or the team, or everyone on it) is active;
+    for reads, patients of an active duty grant. ``one`` restricts each part to
+    ``acc_pid`` so that a single check uses the indexes.
+    """
+    org, now = sa.bindparam("acc_org"), sa.bindparam("acc_now")
+    pid = sa.bindparam("acc_pid") if one else None
+    owner = access_patient_owner.c
+    owned = sa.select(owner.patient_id).where(owner.organization_id == org)
+    t, c = access_team_member.c, access_consent.c
+    shared = (
+        sa.select(t.patient_id)
+        .join(access_consent, c.patient_id == t.patient_id)
+        .where(
+            t.organization_id == org,
+            sa.or_(t.start.is_(None), t.start <= now),
+            sa.or_(t.end.is_(None), t.end >= now),
+            sa.or_(c.start.is_(None), c.start <= now),
+            sa.or_(c.end.is_(None), c.end >= now),
+            sa.or_(
+                c.actor_type == "*",
+                sa.and_(c.actor_type == "Organization", c.actor_id == org),
+                sa.and_(c.actor_type == "CareTeam", c.actor_id == t.careteam_id),
+            ),
+        )
+    )
+    if pid is not None:
+        owned = owned.where(owner.patient_id == pid)
+        shared = shared.where(t.patient_id == pid)
+    parts = [owned, shared]
+    if not write:
+        g = access_grant.c
+        granted = sa.select(g.patient_id).where(
+            sa.or_(
+                g.practitioner_role_id == sa.bindparam("acc_role"),
+                g.subject == sa.bindparam("acc_subject"),
+            ),
+            g.start <= now,
+            g.until > now,
+            g.revoked.is_(None),
+        )
+        if pid is not None:
+            granted = granted.where(g.patient_id == pid)
+        parts.append(granted)
+    union = sa.union_all(*parts)
+    return union.limit(1) if one else union
 
 
 __all__ = ["SharingPolicy"]

@@ -156,30 +156,36 @@ async def fhir_endpoint(path: str, request: Request) -> Response:
 
 
 def _run(services: Any, freq: FhirRequest) -> FhirResponse:
-    """One unit of work; the audit records of a write commit with it.
+    """One unit of work; the request's audit records commit with it.
 
-    A read's records (and a failed request's) are appended right after, in a short write
-    transaction; if that fails the data is not served (fail closed).
+    A failed request's records are appended right after its rollback, in a short write
+    transaction of their own. If the records cannot be written, nothing is served and
+    nothing is changed (fail closed).
     """
     write = freq.method not in _READ_METHODS
     audit = services.audit
     if audit is not None:
         audit.begin(freq.context)
+    # On SQLite an audited read is a write (its record), so it takes the write lock at
+    # BEGIN: a deferred read transaction could not safely be upgraded later.
+    write_txn = write or (audit is not None and services.db.is_sqlite)
     committed = False
     try:
-        with services.db.session(write=write) as session:
+        with services.db.session(write=write_txn) as session:
             resp: FhirResponse = services.engine.handle(session, freq)
             if resp.status >= 400:
                 raise _Rollback(resp)
-            if write and audit is not None:
-                audit.flush(session, freq.context, committed=True)
+            if audit is not None:
+                # the records commit with the request's own transaction
+                audit.flush(session, freq.context, committed=True, durable=write)
         committed = True
     except _Rollback as rollback:
         resp = rollback.response
     except AuditError:
-        log.exception("audit append failed; write rolled back (%s)", freq.context.request_id)
+        log.exception("audit append failed; nothing served (%s)", freq.context.request_id)
         return _unaudited()
     if audit is not None and audit.pending(freq.context):
+        # a failed request's records: its own transaction was rolled back
         try:
             with services.db.session(write=True) as session:
                 audit.flush(session, freq.context, committed=committed or not write)

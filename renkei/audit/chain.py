@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,6 +72,24 @@ def _seal_mac(key: SealKey, seq: int, digest: str) -> str:
     return key.mac(f"seal:{seq}:{digest}")
 
 
+_ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit TO OFF")
+_SELECT_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
+_LOCK_HEAD = _SELECT_HEAD.with_for_update()
+_INSERT_RECORDS = audit_record.insert()
+_INSERT_PATIENTS = audit_patient.insert()
+_MOVE_HEAD = (
+    audit_head.update()
+    .where(audit_head.c.id == 1)
+    .values(
+        seq=sa.bindparam("h_seq"),
+        hash=sa.bindparam("h_hash"),
+        mac=sa.bindparam("h_mac"),
+        key_id=sa.bindparam("h_key"),
+        updated=sa.bindparam("h_updated"),
+    )
+)
+
+
 @dataclass
 class _Head:
     seq: int
@@ -79,9 +98,7 @@ class _Head:
 
 def _lock_head(session: Session) -> _Head:
     """The head row, locked until commit; created on an empty log."""
-    stmt = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    stmt = _LOCK_HEAD if session.get_bind().dialect.name == "postgresql" else _SELECT_HEAD
     row = session.execute(stmt).first()
     if row is not None:
         return _Head(int(row.seq), str(row.hash))
@@ -96,21 +113,37 @@ def _lock_head(session: Session) -> _Head:
     return _Head(int(row.seq), str(row.hash))
 
 
-def append(
-    session: Session, entries: Iterable[dict[str, Any]], key: SealKey, now: datetime
-) -> list[int]:
-    """Append records (dicts of JSON values with ``recorded`` and ``patients``); their seqs.
+class HeadHint:
+    """The last head this process wrote: lets PostgreSQL append in one round trip.
 
-    Must run inside the caller's write transaction, as its last statement before commit.
+    Only a hint: the append is conditional on the head still being this one, and falls
+    back to locking and reading the head when another writer (or a rollback) moved it.
     """
-    items = list(entries)
-    if not items:
-        return []
-    head = _lock_head(session)
-    records: list[dict[str, Any]] = []
-    patients: list[dict[str, Any]] = []
-    seals: list[dict[str, Any]] = []
-    seqs: list[int] = []
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: _Head | None = None
+
+    def get(self) -> _Head | None:
+        with self._lock:
+            return self._value
+
+    def set(self, head: _Head | None) -> None:
+        with self._lock:
+            self._value = head
+
+
+@dataclass
+class _Batch:
+    records: list[dict[str, Any]]
+    patients: list[dict[str, Any]]
+    seals: list[dict[str, Any]]
+    head: _Head
+    seqs: list[int]
+
+
+def _build(head: _Head, items: list[dict[str, Any]], key: SealKey, now: datetime) -> _Batch:
+    batch = _Batch([], [], [], head, [])
     for fields in items:
         seq = head.seq + 1
         fields = {**fields, "seq": seq}
@@ -127,29 +160,120 @@ def append(
             key_id=key.key_id,
         )
         row["break_glass"] = bool(row["break_glass"])
-        records.append(row)
-        patients.extend({"patient_id": p, "seq": seq} for p in fields.get("patients") or ())
+        batch.records.append(row)
+        batch.patients.extend({"patient_id": p, "seq": seq} for p in fields.get("patients") or ())
         if seq % SEAL_EVERY == 0:
-            seals.append(_seal_row(key, seq, digest, now))
+            batch.seals.append(_seal_row(key, seq, digest, now))
         head = _Head(seq, digest)
-        seqs.append(seq)
-    session.execute(audit_record.insert(), records)
-    if patients:
-        session.execute(audit_patient.insert(), patients)
-    if seals:
-        session.execute(audit_seal.insert(), seals)
-    session.execute(
-        audit_head.update()
-        .where(audit_head.c.id == 1)
-        .values(
-            seq=head.seq,
-            hash=head.hash,
-            mac=_head_mac(key, head.seq, head.hash),
-            key_id=key.key_id,
-            updated=now,
+        batch.seqs.append(seq)
+    batch.head = head
+    return batch
+
+
+def append(
+    session: Session,
+    entries: Iterable[dict[str, Any]],
+    key: SealKey,
+    now: datetime,
+    *,
+    hint: HeadHint | None = None,
+    durable: bool = True,
+) -> list[int]:
+    """Append records (dicts of JSON values with ``recorded`` and ``patients``); their seqs.
+
+    Must run inside the caller's write transaction, as its last statement before commit.
+    ``durable=False`` (PostgreSQL): this transaction's commit does not wait for the WAL
+    flush; a database crash may lose the newest such transactions whole, never a link.
+    """
+    items = list(entries)
+    if not items:
+        return []
+    is_pg = session.get_bind().dialect.name == "postgresql"
+    if is_pg and hint is not None:
+        expected = hint.get()
+        if expected is not None:
+            batch = _build(expected, items, key, now)
+            if not batch.seals and _pg_append_if_head(session, expected, batch, key, now, durable):
+                hint.set(batch.head)
+                return batch.seqs
+    if is_pg and not durable:
+        session.execute(_ASYNC_COMMIT)
+    batch = _build(_lock_head(session), items, key, now)
+    session.execute(_INSERT_RECORDS, batch.records)
+    if batch.patients:
+        session.execute(_INSERT_PATIENTS, batch.patients)
+    if batch.seals:
+        session.execute(audit_seal.insert(), batch.seals)
+    session.execute(_MOVE_HEAD, _head_params(key, batch.head, now))
+    if hint is not None:
+        hint.set(batch.head)
+    return batch.seqs
+
+
+def _head_params(key: SealKey, head: _Head, now: datetime) -> dict[str, Any]:
+    return {
+        "h_seq": head.seq,
+        "h_hash": head.hash,
+        "h_mac": _head_mac(key, head.seq, head.hash),
+        "h_key": key.key_id,
+        "h_updated": now,
+    }
+
+
+_RECORD_CASTS = {
+    "seq": "bigint",
+    "recorded": "timestamptz",
+    "status": "integer",
+    "break_glass": "boolean",
+}
+
+
+def _pg_append_if_head(
+    session: Session, expected: _Head, batch: _Batch, key: SealKey, now: datetime, durable: bool
+) -> bool:
+    """One statement: move the head iff it is still ``expected``, and insert the rows.
+
+    Data-modifying CTEs run together; the inserts only happen when the conditional
+    UPDATE matched (it holds the head row lock until commit, so appends stay serial).
+    """
+    params: dict[str, Any] = {**_head_params(key, batch.head, now)}
+    params.update(e_seq=expected.seq, e_hash=expected.hash, sc="off" if not durable else "on")
+    columns = list(batch.records[0])
+    rows = []
+    for i, record in enumerate(batch.records):
+        cells = []
+        for col in columns:
+            params[f"r{i}_{col}"] = record[col]
+            cast = _RECORD_CASTS.get(col)
+            cells.append(f"CAST(:r{i}_{col} AS {cast})" if cast else f":r{i}_{col}")
+        rows.append(f"({', '.join(cells)})")
+    cols = ", ".join(columns)
+    sql = [
+        "WITH cfg AS (SELECT set_config('synchronous_commit', :sc, true) AS v),",
+        "h AS (UPDATE audit_head SET seq = :h_seq, hash = :h_hash, mac = :h_mac,",
+        "  key_id = :h_key, updated = :h_updated",
+        "  WHERE id = 1 AND seq = :e_seq AND hash = :e_hash RETURNING seq),",
+        f"r AS (INSERT INTO audit_record ({cols}) SELECT * FROM (VALUES {', '.join(rows)})",
+        f"  AS v({cols}) WHERE EXISTS (SELECT 1 FROM h) RETURNING seq)",
+    ]
+    if batch.patients:
+        prows = []
+        for i, row in enumerate(batch.patients):
+            params[f"p{i}_id"], params[f"p{i}_seq"] = row["patient_id"], row["seq"]
+            prows.append(f"(:p{i}_id, CAST(:p{i}_seq AS bigint))")
+        sql.append(
+            f", p AS (INSERT INTO audit_patient (patient_id, seq) SELECT * FROM (VALUES "
+            f"{', '.join(prows)}) AS v(patient_id, seq) WHERE EXISTS (SELECT 1 FROM h))"
         )
-    )
-    return seqs
+    sql.append("SELECT (SELECT count(*) FROM h), (SELECT count(*) FROM r), (SELECT v FROM cfg)")
+    moved, inserted, _ = session.execute(sa.text("\n".join(sql)), params).one()
+    if not moved:
+        # someone else moved the head: undo the synchronous_commit change, use the lock
+        if not durable:
+            session.execute(sa.text("SELECT set_config('synchronous_commit', 'on', true)"))
+        return False
+    assert inserted == len(batch.records)
+    return True
 
 
 def _seal_row(key: SealKey, seq: int, digest: str, now: datetime) -> dict[str, Any]:
@@ -294,4 +418,14 @@ def _check_head(
         report.add(seq, "head", "the last record's hash differs from the sealed head")
 
 
-__all__ = ["GENESIS", "SEAL_EVERY", "Report", "append", "canonical", "link_hash", "seal", "verify"]
+__all__ = [
+    "GENESIS",
+    "SEAL_EVERY",
+    "HeadHint",
+    "Report",
+    "append",
+    "canonical",
+    "link_hash",
+    "seal",
+    "verify",
+]

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from renkei.audit.chain import append
+from renkei.audit.chain import HeadHint, append
 from renkei.audit.key import SealKey
 from renkei.clock import Clock
 from renkei.fhir.access import AccessEvent
@@ -56,6 +56,7 @@ class AuditTrail:
     def __init__(self, key: SealKey, clock: Clock) -> None:
         self.key = key
         self.clock = clock
+        self.hint = HeadHint()
 
     # -- engine side ------------------------------------------------------------------------
 
@@ -90,15 +91,23 @@ class AuditTrail:
     def pending(ctx: RequestContext) -> bool:
         return bool(ctx.extra.get(BUFFER_KEY))
 
-    def flush(self, session: Session, ctx: RequestContext, *, committed: bool) -> list[int]:
-        """Append the buffered events' records in ``session``; returns their seqs."""
+    def flush(
+        self, session: Session, ctx: RequestContext, *, committed: bool, durable: bool = True
+    ) -> list[int]:
+        """Append the buffered events' records in ``session``; returns their seqs.
+
+        ``durable=False`` (reads on PostgreSQL): the commit does not wait for the WAL
+        flush (``synchronous_commit = off`` for this transaction only). A database crash
+        can then lose the last fraction of a second of *read* records, whole transactions
+        at a time, so the chain stays intact; writes always wait.
+        """
         events = ctx.extra.get(BUFFER_KEY) or []
         ctx.extra[BUFFER_KEY] = []
         if not events:
             return []
         now = self.clock.now()
         records = [self.record(e, committed=committed, now=now) for e in events]
-        return append(session, records, self.key, now)
+        return append(session, records, self.key, now, hint=self.hint, durable=durable)
 
     # -- the record ------------------------------------------------------------------------
 

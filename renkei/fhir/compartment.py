@@ -83,6 +83,7 @@ def _walk(node: Any, path: tuple[str, ...]) -> list[Any]:
     return nodes
 
 
+@cache
 def compartment_types() -> frozenset[str]:
     """Resource types that can belong to a patient's compartment (Patient included)."""
     return frozenset(_definitions()) | {"Patient"}
