@@ -222,8 +222,9 @@ def _visible_union(*, write: bool, one: bool) -> Any:
     for reads, patients of an active duty grant. ``one`` restricts each part to
     ``acc_pid`` so that a single check uses the indexes.
     """
-    org, now = sa.bindparam("acc_org"), sa.bindparam("acc_now")
-    pid = sa.bindparam("acc_pid") if one else None
+    org: Any = sa.bindparam("acc_org")
+    now: Any = sa.bindparam("acc_now")
+    pid: Any = sa.bindparam("acc_pid") if one else None
     owner = access_patient_owner.c
     owned = sa.select(owner.patient_id).where(owner.organization_id == org)
     t, c = access_team_member.c, access_consent.c
