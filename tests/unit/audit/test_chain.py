@@ -336,3 +336,28 @@ def test_verify_reports_when_clock_moves(db: Database, key: SealKey, clock: Manu
     clock.advance(timedelta(days=400))
     _fill(db, key, clock, 1)
     assert _verify(db, key)["records"] == 3
+
+
+def test_append_with_hints_from_two_processes_stays_gapless(
+    db: Database, key: SealKey, clock: ManualClock
+) -> None:
+    """Each API process keeps its own head hint; a stale hint falls back to the lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from renkei.audit.chain import HeadHint
+
+    hints = [HeadHint(), HeadHint()]
+
+    def work(n: int) -> None:
+        with db.session(write=True) as s:
+            append(s, [_record(clock, n)], key, clock.now(), hint=hints[n % 2], durable=False)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(work, range(40)))
+    # a rolled-back append leaves the hint ahead of the database
+    with pytest.raises(RuntimeError), db.session(write=True) as s:
+        append(s, [_record(clock, 99)], key, clock.now(), hint=hints[0])
+        raise RuntimeError("crash before commit")
+    work(100)
+    report = _verify(db, key)
+    assert report["ok"] is True and report["records"] == 41
