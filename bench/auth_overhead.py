@@ -132,7 +132,7 @@ def _services(url: str, data_dir: Path, *, full: bool) -> Services:
     return svc
 
 
-def run(url: str, data_dir: Path, *, patients: int, reads: int) -> dict[str, Any]:
+def measure(url: str, data_dir: Path, *, patients: int, reads: int) -> dict[str, Any]:
     """Both set-ups over one database, timed in alternating rounds so drift hits both."""
     upgrade(url)
     modes = {"baseline": _services(url, data_dir, full=False)}
@@ -172,6 +172,22 @@ def run(url: str, data_dir: Path, *, patients: int, reads: int) -> dict[str, Any
     return results
 
 
+def run(report: Any = None, ctx: Any = None) -> dict[str, Any]:
+    """Harness entry (``make bench``): ``ctx.database_url`` is a throwaway database."""
+    if ctx is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return measure(f"sqlite:///{tmp}/bench.db", Path(tmp), patients=200, reads=1000)
+    with tempfile.TemporaryDirectory() as tmp:
+        reads = int(1000 * getattr(ctx, "scale", 1.0))
+        out = measure(ctx.database_url, Path(tmp), patients=200, reads=reads)
+    if report is not None:
+        for mode in ("baseline", "policy+audit"):
+            report.metric(f"auth.read.{mode}.median", out[mode]["median_ms"], "ms")
+            report.metric(f"auth.read.{mode}.p95", out[mode]["p95_ms"], "ms")
+        report.metric("auth.read.overhead", out["overhead_pct"], "%")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.auth_overhead")
     parser.add_argument("--patients", type=int, default=200)
@@ -192,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 url = f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
-                out = run(url, Path(tmp), patients=args.patients, reads=args.reads)
+                out = measure(url, Path(tmp), patients=args.patients, reads=args.reads)
                 print(json.dumps({"bench": "auth_overhead", "db": "postgresql", **out}))
         finally:
             with psycopg.connect(admin, autocommit=True) as conn:

@@ -1,1 +1,0 @@
-"""Reproducible benchmarks (``make bench``): ``python -m bench``."""
