@@ -194,7 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reads", type=int, default=1000)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        out = run(f"sqlite:///{tmp}/bench.db", Path(tmp), patients=args.patients, reads=args.reads)
+        out = measure(
+            f"sqlite:///{tmp}/bench.db", Path(tmp), patients=args.patients, reads=args.reads
+        )
         print(json.dumps({"bench": "auth_overhead", "db": "sqlite", **out}))
     pg = os.environ.get("RENKEI_BENCH_POSTGRES_URL")
     if pg:
