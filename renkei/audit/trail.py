@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from renkei.audit.chain import HeadHint, append
+from renkei.audit.chain import HeadHint, append, canonical
 from renkei.audit.key import SealKey
 from renkei.clock import Clock
 from renkei.fhir.access import AccessEvent
@@ -79,6 +79,45 @@ class AuditTrail:
         if event.method not in ("GET", "HEAD"):
             return True
         return any(t.res_type in compartment_types() for t in event.touched)
+
+    def security_listener(self, session: Session, event: Any) -> None:
+        """Record a security event (sign-in, lockout, token, admin action) in the chain.
+
+        Takes auth's ``AuthEvent`` (duck-typed: action, at, outcome, subject,
+        subject_kind, organization_id, client_id, remote_addr, detail); appended at once,
+        in the transaction of the change it reports.
+        """
+        failed = getattr(event, "outcome", "success") != "success"
+        when = getattr(event, "at", None) or self.clock.now()
+        detail = getattr(event, "detail", None) or {}
+        record: dict[str, Any] = {
+            "recorded": when.isoformat(),
+            "request_id": None,
+            "subject": getattr(event, "subject", None),
+            "kind": getattr(event, "subject_kind", None),
+            "organization_id": _strip(getattr(event, "organization_id", None), "Organization/"),
+            "role": None,
+            "practitioner_id": None,
+            "practitioner_role_id": None,
+            "client_id": getattr(event, "client_id", None),
+            "token_id": None,
+            "interaction": str(getattr(event, "action", "security"))[:32],
+            "action": "E",
+            "method": None,
+            "path": None,
+            "query": "",
+            "res_type": None,
+            "status": 401 if failed else 200,
+            "outcome": "4" if failed else "0",
+            "detail": canonical(detail)[:500] if detail else None,
+            "patients": [],
+            "entities": [],
+            "source": getattr(event, "remote_addr", None),
+            "purpose": None,
+            "break_glass": False,
+            "bundle_entry": False,
+        }
+        append(session, [record], self.key, self.clock.now(), hint=self.hint)
 
     # -- request side ----------------------------------------------------------------------
 
