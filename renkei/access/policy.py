@@ -38,6 +38,8 @@ from renkei.store.models import idx_reference, resource
 from renkei.store.repository import StoredResource
 
 _CACHE_KEY = "access.visible"
+#: who shares a record (care team, consent) is decided by the patient's own organisation
+_OWNER_ONLY = frozenset({"CareTeam", "Consent"})
 
 
 def _strip(ref: str | None, prefix: str) -> str | None:
@@ -75,6 +77,12 @@ class SharingPolicy:
     def _org(p: Any) -> str | None:
         return _strip(getattr(p, "organization_id", None), "Organization/")
 
+    @classmethod
+    def _unrestricted(cls, p: Any) -> bool:
+        """No caller (authentication not wired in) or the local operator (``renkei demo``,
+        admin commands, workers: ``kind == "operator"`` without an organisation)."""
+        return p is None or (getattr(p, "kind", None) == "operator" and cls._org(p) is None)
+
     def _breaking_glass(self, p: Any) -> bool:
         return bool(getattr(p, "purpose_of_use", None)) and self.roles.may_break_glass(
             getattr(p, "role", None)
@@ -94,7 +102,7 @@ class SharingPolicy:
 
     def can_read(self, session: Session, ctx: RequestContext, stored: StoredResource) -> bool:
         p = ctx.principal
-        if p is None:
+        if self._unrestricted(p):
             return True
         patients = patient_ids(stored.content)
         if not patients:
@@ -112,13 +120,21 @@ class SharingPolicy:
         old: StoredResource | None,
     ) -> None:
         p = ctx.principal
-        if p is None:
+        if self._unrestricted(p):
             return
         org = self._org(p)
         if res_type == "Patient":
             self._check_patient_write(session, ctx, new, old, org)
             return
         patients = patient_ids(new) | patient_ids(old.content if old else None)
+        if res_type in _OWNER_ONLY:
+            for pid in sorted(patients):
+                if not self._owns(session, org, pid):
+                    raise Forbidden(
+                        f"only the patient's own organisation manages its {res_type} "
+                        "(who shares the record is the registering organisation's decision)"
+                    )
+            return
         for pid in sorted(patients):
             if not self._may(session, ctx, pid, write=True):
                 raise Forbidden(
@@ -153,7 +169,7 @@ class SharingPolicy:
 
     def search_filter(self, session: Session, ctx: RequestContext, res_type: str) -> Any:
         p = ctx.principal
-        if p is None or self._breaking_glass(p):
+        if self._unrestricted(p) or self._breaking_glass(p):
             return None
         visible = self.visible_patients(ctx, write=False)
         if res_type == "Patient":
@@ -185,6 +201,16 @@ class SharingPolicy:
                 sa.select(audit_patient.c.seq).where(audit_patient.c.patient_id.in_(visible))
             ),
         )
+
+    @staticmethod
+    def _owns(session: Session, org: str | None, patient_id: str) -> bool:
+        if org is None:
+            return False
+        owner = access_patient_owner.c
+        stmt = sa.select(owner.patient_id).where(
+            owner.organization_id == org, owner.patient_id == patient_id
+        )
+        return session.execute(stmt.limit(1)).first() is not None
 
     # -- visibility ------------------------------------------------------------------------
 

@@ -38,11 +38,16 @@ _MAX_COUNT = 500
 def may_read_audit(principal: Any) -> bool:
     """Auditors: role admin, or a SMART scope naming AuditEvent with read/search rights.
 
-    ``None`` (no authentication configured: embedded demo, engine tests) is the operator.
+    ``None`` (no authentication configured: embedded demo, engine tests) and the local
+    operator (``kind == "operator"`` without an organisation) are let through.
     A wildcard scope (``system/*.rs``) does not reach the audit log.
     """
     if principal is None:
         return True
+    if getattr(principal, "kind", None) == "operator" and not getattr(
+        principal, "organization_id", None
+    ):
+        return True  # the local operator (renkei CLI, workers)
     if getattr(principal, "role", None) == "admin":
         return True
     for scope in getattr(principal, "scopes", ()) or ():

@@ -50,6 +50,11 @@ USERS["org-c-ehr"] = Principal(
 )
 
 
+#: the local operator (renkei demo, admin commands, workers) and an operator of one org
+USERS["operator"] = Principal(subject="operator", kind="operator")
+USERS["org-c-operator"] = Principal(subject="op-c", kind="operator", organization_id="org-c")
+
+
 async def header_authenticator(request: Request) -> Principal | None:
     name = request.headers.get("x-test-user")
     if name is None:

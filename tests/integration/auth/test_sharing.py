@@ -163,3 +163,29 @@ def test_patient_is_registered_by_own_organisation(net_client: TestClient) -> No
     assert (
         net_client.put(f"/fhir/Patient/{moved['id']}", json=moved, headers=who).status_code == 403
     )
+
+
+def test_local_operator_is_unrestricted_an_org_operator_is_not(net_client: TestClient) -> None:
+    build_network(net_client)
+    assert _read(net_client, "operator", "Patient/p2") == 200
+    body = {k: v for k, v in patient("x", "org-a").items() if k != "id"}
+    created = net_client.post("/fhir/Patient", json=body, headers=as_user("operator"))
+    assert created.status_code == 201
+    assert net_client.get("/fhir/AuditEvent", headers=as_user("operator")).status_code == 200
+    assert _read(net_client, "org-c-operator", "Patient/p2") == 404
+
+
+def test_only_the_owner_decides_who_shares(net_client: TestClient) -> None:
+    """A participant cannot widen the team or the consent to bring others in."""
+    build_network(net_client)
+    team = careteam("ct9", "p1", "Organization/org-b", "Organization/org-c")
+    del team["id"]
+    cons = consent("cs9", "p1", "Organization/org-c")
+    del cons["id"]
+    for who in ("org-b-coordinator", "org-b-doctor"):
+        assert net_client.post("/fhir/CareTeam", json=team, headers=as_user(who)).status_code == 403
+        assert net_client.post("/fhir/Consent", json=cons, headers=as_user(who)).status_code == 403
+    assert _read(net_client, "org-c-doctor", "Patient/p1") == 404
+    who = as_user("org-a-coordinator")
+    assert net_client.post("/fhir/CareTeam", json=team, headers=who).status_code == 201
+    assert _read(net_client, "org-c-doctor", "Patient/p1") == 200  # whole-team consent cs1
