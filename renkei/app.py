@@ -21,11 +21,13 @@ from renkei.audit import AuditTrail, install_audit
 from renkei.auth.principal import Principal
 from renkei.clock import Clock, SystemClock
 from renkei.config import Settings
+from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy
 from renkei.fhir.search.indexer import SearchIndexWriter
 from renkei.fhir.searching import BasicSearch
+from renkei.store.blobs import BlobStore
 from renkei.store.db import Database
 
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
@@ -55,7 +57,9 @@ def build_services(
     sharing = SharingPolicy(clock)
     policy = policy or sharing
     zone = ZoneInfo(settings.default_timezone)
+    binaries = BinaryPolicy(BlobStore(settings.data_dir / "attachments"))
     engine = FhirEngine(
+        binaries=binaries,
         clock=clock,
         indexer=SharingFactWriter(SearchIndexWriter(zone), zone),
         search=BasicSearch(policy),
@@ -100,12 +104,14 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
 
-    from renkei.api import fhir, health
+    from renkei.api import fhir, health, oncall
     from renkei.api.middleware import RequestMiddleware
 
     app.add_middleware(RequestMiddleware)
     app.include_router(health.router)
     app.include_router(fhir.router)
+    app.include_router(oncall.router)
+    oncall.register_error_handlers(app)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -79,23 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    _load_extensions()
-    for register in _EXTENSIONS:
+    for register in _extensions():
         register(sub)
     return parser
 
 
-#: Other packages add their sub-commands here (auth: org/user/client/token, audit ...).
-_EXTENSIONS: list[Callable[[Any], None]] = []
+#: Modules that add sub-commands: each has ``register(subparsers)``. Listed here rather
+#: than registered on import, so the command set never depends on import order.
+EXTENSION_MODULES: tuple[str, ...] = ("renkei.ops.cli", "renkei.roster.cli", "renkei.audit.cli")
 
 
-def _load_extensions() -> None:
-    from renkei.audit.cli import register as audit
-    from renkei.ops.cli import register as ops
+def _extensions() -> list[Callable[[Any], None]]:
 
-    for register in (ops, audit):
-        if register not in _EXTENSIONS:
-            _EXTENSIONS.append(register)
+    return [importlib.import_module(name).register for name in EXTENSION_MODULES]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,9 +128,6 @@ class CliError(Exception):
         #: printed as the one JSON object under --json instead of {"ok": false, "error": ...}
         self.payload = payload
 
-
-# Packages' sub-commands register themselves in _EXTENSIONS when imported.
-import renkei.fhir.search.commands  # noqa: E402, F401
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -87,7 +87,7 @@ CONF
 wait_ready() {
   local url="$1" i
   shift
-  for i in $(seq 1 100); do
+  for i in $(seq 1 300); do
     curl -fsS "$@" "$url" >/dev/null 2>&1 && return 0
     sleep 0.2
   done

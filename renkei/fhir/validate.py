@@ -10,6 +10,7 @@ a clear OperationOutcome; see docs/decisions/0002-r4b-models-for-r4.md.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from functools import cache
@@ -44,13 +45,13 @@ def r4_resource_types() -> frozenset[str]:
 @cache
 def supported_types() -> frozenset[str]:
     """R4 types this server stores: those with a maintained model on the R4 line."""
-    out = set()
-    for name in r4_resource_types():
-        try:
-            get_fhir_model_class(name)
-        except (ValueError, KeyError, AttributeError, ImportError):
-            continue
-        out.add(name)
+    # Look for each model's module without importing it: importing all ~140 models costs
+    # seconds at start-up; each is imported when first used.
+    out = {
+        name
+        for name in r4_resource_types()
+        if importlib.util.find_spec(f"fhir.resources.R4B.{name.lower()}") is not None
+    }
     return frozenset(out - _NOT_STORABLE) | {"Bundle"}
 
 

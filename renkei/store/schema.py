@@ -12,7 +12,12 @@ from renkei.store.models import metadata
 
 #: Domain packages whose ``models`` module defines tables. Add a package here when it
 #: gains tables, and give it a ``migrations/`` folder of its own (an Alembic branch).
-DOMAIN_MODEL_MODULES: tuple[str, ...] = ("renkei.audit.models", "renkei.access.models")
+DOMAIN_MODEL_MODULES: tuple[str, ...] = (
+    "renkei.access.models",
+    "renkei.audit.models",
+    "renkei.collab.models",
+    "renkei.roster.models",
+)
 
 
 def load_all_models() -> None:
