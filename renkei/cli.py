@@ -87,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Modules that add sub-commands: each has ``register(subparsers)``. Listed here rather
 #: than registered on import, so the command set never depends on import order.
-EXTENSION_MODULES: tuple[str, ...] = ("renkei.ops.cli", "renkei.roster.cli", "renkei.audit.cli")
+EXTENSION_MODULES: tuple[str, ...] = (
+    "renkei.ops.cli",
+    "renkei.roster.cli",
+    "renkei.fhir.search.commands",
+    "renkei.audit.cli",
+)
 
 
 def _extensions() -> list[Callable[[Any], None]]:

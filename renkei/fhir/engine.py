@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from renkei.clock import Clock
 from renkei.fhir import patch as fhir_patch
-from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.access import NOTES_KEY, AccessEvent, AccessNotes, notes_of, touched_from_body
+from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
 from renkei.fhir.outcome import (
     BadRequest,

@@ -120,7 +120,12 @@ idx_reference = _index_table(
     sa.Column("target_id", sa.String(64), nullable=True),
     #: absolute or otherwise unresolvable reference, kept as written
     sa.Column("url", sa.String(1000), nullable=True),
-    indexes=(("res_type", "param", "target_id", "target_type"), ("target_id", "target_type")),
+    indexes=(
+        ("res_type", "param", "target_id", "target_type"),
+        ("target_id", "target_type"),
+        # canonical and absolute references (urn:uuid:, https://other.example/fhir/...)
+        ("res_type", "param", "url"),
+    ),
 )
 
 idx_date = _index_table(

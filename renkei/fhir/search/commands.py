@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from renkei.cli import _EXTENSIONS, CliError
+from renkei.cli import CliError
 from renkei.config import Settings
 
 
@@ -29,11 +29,9 @@ def cmd_reindex(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 def register(sub: Any) -> None:
+    """Add ``reindex`` to the ``renkei`` command (listed in ``renkei.cli.EXTENSION_MODULES``)."""
     parser = sub.add_parser("reindex", help="re-extract the search index rows of every resource")
     parser.add_argument("--type", default=None, help="only this resource type")
     parser.add_argument("--batch", type=int, default=500, help="resources per transaction")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=cmd_reindex)
-
-
-_EXTENSIONS.append(register)

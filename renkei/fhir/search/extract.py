@@ -28,15 +28,25 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
+from renkei.fhir.search.choices import instant_elements
 from renkei.fhir.search.dates import DEFAULT_ZONE, date_range
-from renkei.fhir.search.definitions import params_for
+from renkei.fhir.search.definitions import params_for, split_union
 from renkei.fhir.search.fhirpath import Evaluator, Item, compile_path
-from renkei.fhir.search.text import normalize
+from renkei.fhir.search.text import normalize as _normalize_text
 
 log = logging.getLogger(__name__)
+
+_normalize_cached = lru_cache(maxsize=16384)(_normalize_text)
+
+
+def _normalize(text: str) -> str:
+    """Short texts recur (name, phonetic, family, given; a clinic's patients share a city)
+    and are cached; long ones are not, so the cache stays small."""
+    return _normalize_cached(text) if len(text) <= 64 else _normalize_text(text)
+
 
 Row = dict[str, Any]
 Rows = dict[str, list[Row]]
@@ -50,6 +60,10 @@ _STR = 400
 _URL = 1000
 _ID = 64
 _PARAM = 100
+#: PostgreSQL refuses a B-tree entry over ~2700 bytes; two 400-character columns of 4-byte
+#: characters in one index would pass that, so text is also capped in UTF-8 bytes.
+_STR_BYTES = 1000
+_URL_BYTES = 2000
 
 _NAME_PARTS = ("family", "given", "prefix", "suffix", "line", "city", "district", "state")
 _NAME_PARTS_2 = ("postalCode", "country", "text")
@@ -64,6 +78,13 @@ class _Plan:
     type: str
     expression: str
     evaluate: Evaluator
+    #: a date parameter on instant elements only: indexed as the exact point, low = high
+    instant: bool = False
+
+
+def _is_instant(expression: str) -> bool:
+    instants = instant_elements()
+    return all(part in instants for part in split_union(expression))
 
 
 @cache
@@ -78,7 +99,8 @@ def plan_for(res_type: str) -> tuple[_Plan, ...]:
         except Exception:  # an expression neither evaluator reads: not indexable
             log.warning("search parameter %s.%s: cannot compile %r", res_type, code, d.expression)
             continue
-        out.append(_Plan(code, d.type, d.expression, evaluator))
+        instant = d.type == "date" and _is_instant(d.expression)
+        out.append(_Plan(code, d.type, d.expression, evaluator, instant))
     return tuple(out)
 
 
@@ -122,6 +144,8 @@ def extract_rows(
         for item in items:
             try:
                 for kind, row in emit(plan.code, item, zone):
+                    if plan.instant and row.get("low") is not None:
+                        row["high"] = row["low"]
                     key = (kind, *row.values())
                     if key in seen:
                         continue
@@ -143,17 +167,32 @@ def extract_rows(
 # --- helpers ----------------------------------------------------------------------------
 
 
+def _fit(text: str, chars: int = _STR, max_bytes: int = _STR_BYTES) -> str:
+    """``text`` cut to ``chars`` characters and ``max_bytes`` UTF-8 bytes.
+
+    >>> len(_fit("あ" * 500)), len(_fit("a" * 500))
+    (333, 400)
+    """
+    text = text[:chars]
+    if len(text) * 4 <= max_bytes:
+        return text
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[:max_bytes].decode("utf-8", "ignore")
+
+
 def _s(value: Any, size: int = _STR) -> str | None:
     """A string column value, truncated to fit; None for anything that is not text."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float | Decimal):
         value = str(value)
-    return value[:size] if isinstance(value, str) else None
+    return _fit(value, size) if isinstance(value, str) else None
 
 
 def _norm(value: Any) -> str | None:
-    return normalize(value)[:_STR] if isinstance(value, str) and value else None
+    return _fit(_normalize(value[: _STR * 2])) if isinstance(value, str) and value else None
 
 
 def _each(value: Any) -> Iterable[Any]:
@@ -173,8 +212,8 @@ def _string_row(code: str, text: Any) -> tuple[str, Row] | None:
         return None
     return "string", {
         "param": code,
-        "value_norm": normalize(text)[:_STR],
-        "value_exact": text[:_STR],
+        "value_norm": _fit(_normalize(text[: _STR * 2])),
+        "value_exact": _fit(text),
     }
 
 
@@ -301,23 +340,20 @@ def _split_reference(text: str) -> tuple[str | None, str | None, str | None]:
     if len(parts) >= 2 and (absolute or len(parts) == 2):
         rtype, rid = parts[-2], parts[-1]
         if rtype[:1].isupper() and rtype.isalnum() and rid:
-            return rtype[:_ID], rid[:_ID], text[:_URL] if absolute else None
-    return None, None, text[:_URL]
+            url = _fit(text, _URL, _URL_BYTES) if absolute else None
+            return _fit(rtype, _ID), _fit(rid, _ID), url
+    return None, None, _fit(text, _URL, _URL_BYTES)
 
 
 def _emit_reference(code: str, item: Item, zone: tzinfo) -> Emitted:
     value = item.value
     if isinstance(value, str):  # canonical or uri: kept as written
-        return (
-            [
-                (
-                    "reference",
-                    {"param": code, "target_type": None, "target_id": None, "url": value[:_URL]},
-                )
-            ]
-            if value
-            else []
-        )
+        if not value:
+            return []
+        canonical = _fit(value, _URL, _URL_BYTES)
+        return [
+            ("reference", {"param": code, "target_type": None, "target_id": None, "url": canonical})
+        ]
     if not isinstance(value, dict) or "resourceType" in value:
         return []
     out: list[tuple[str, Row]] = []
@@ -492,7 +528,7 @@ def _emit_quantity(code: str, item: Item, zone: tzinfo) -> Emitted:
 def _emit_uri(code: str, item: Item, zone: tzinfo) -> Emitted:
     value = item.value
     if isinstance(value, str) and value:
-        return [("uri", {"param": code, "value": value[:_URL]})]
+        return [("uri", {"param": code, "value": _fit(value, _URL, _URL_BYTES)})]
     return []
 
 

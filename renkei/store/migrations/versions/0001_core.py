@@ -156,6 +156,9 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_idx_reference_target_id_target_type", ["target_id", "target_type"], unique=False
         )
+        batch_op.create_index(
+            "ix_idx_reference_res_type_param_url", ["res_type", "param", "url"], unique=False
+        )
 
     op.create_table(
         "idx_string",
@@ -239,6 +242,7 @@ def downgrade() -> None:
 
     op.drop_table("idx_string")
     with op.batch_alter_table("idx_reference", schema=None) as batch_op:
+        batch_op.drop_index("ix_idx_reference_res_type_param_url")
         batch_op.drop_index("ix_idx_reference_target_id_target_type")
         batch_op.drop_index("ix_idx_reference_res_type_param_target_id_target_type")
         batch_op.drop_index("ix_idx_reference_pk")
