@@ -25,7 +25,6 @@ from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy
-from renkei.fhir.search.indexer import SearchIndexWriter
 from renkei.fhir.searching import BasicSearch
 from renkei.store.blobs import BlobStore
 from renkei.store.db import Database
@@ -61,7 +60,7 @@ def build_services(
     engine = FhirEngine(
         binaries=binaries,
         clock=clock,
-        indexer=SharingFactWriter(SearchIndexWriter(zone), zone),
+        indexer=SharingFactWriter(zone),
         search=BasicSearch(policy),
         policy=policy,
         settings=EngineSettings(

@@ -1,7 +1,7 @@
 """Keeps the sharing-fact tables in step with Patient, CareTeam and Consent writes.
 
-Wraps the search :class:`~renkei.store.indexing.IndexWriter`, so it runs in the same
-transaction as every resource write (and every ``renkei reindex``).
+Extends the search index writer, so it runs in the same transaction as every resource
+write.
 
 Rules (what the policy relies on):
 
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from renkei.access.models import access_consent, access_patient_owner, access_team_member
 from renkei.fhir.search.dates import DEFAULT_ZONE, date_range
-from renkei.store.indexing import IndexWriter
+from renkei.fhir.search.indexer import SearchIndexWriter
 from renkei.store.models import resource
 
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
@@ -66,17 +66,20 @@ def _narrow(
     return (max(starts) if starts else None, min(ends) if ends else None)
 
 
-class SharingFactWriter:
-    """An IndexWriter that also maintains the access tables; delegates to ``inner`` first."""
+class SharingFactWriter(SearchIndexWriter):
+    """The search index writer that also maintains the access tables.
 
-    def __init__(self, inner: IndexWriter, zone: tzinfo = DEFAULT_ZONE) -> None:
-        self.inner = inner
-        self.zone = zone
+    A subclass (not a wrapper) so that everything expecting the search index writer
+    (``renkei reindex``, checks on ``engine.indexer``) gets the facts too.
+    """
+
+    def __init__(self, zone: tzinfo = DEFAULT_ZONE) -> None:
+        super().__init__(zone)
 
     def reindex(
         self, session: Session, pk: int, res_type: str, content: dict[str, Any] | None
     ) -> None:
-        self.inner.reindex(session, pk, res_type, content)
+        super().reindex(session, pk, res_type, content)
         if res_type not in _FACT_TYPES:
             return
         for table in (access_patient_owner, access_team_member, access_consent):

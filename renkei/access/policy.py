@@ -104,12 +104,30 @@ class SharingPolicy:
         p = ctx.principal
         if self._unrestricted(p):
             return True
-        patients = patient_ids(stored.content)
+        patients = self._patients_of(session, stored.content)
         if not patients:
             return True  # not patient data (Organization, Practitioner, ...)
         if self._breaking_glass(p):
             return True
         return any(self._may(session, ctx, pid, write=False) for pid in patients)
+
+    @staticmethod
+    def _patients_of(session: Session, content: dict[str, Any] | None) -> set[str]:
+        """Compartment membership; a Binary takes its ``securityContext``'s (one level)."""
+        if not content or content.get("resourceType") != "Binary":
+            return patient_ids(content)
+        ref = (content.get("securityContext") or {}).get("reference") or ""
+        res_type, _, res_id = ref.partition("/")
+        if not res_type or not res_id:
+            return set()
+        if res_type == "Patient":
+            return {res_id.split("/", 1)[0]}
+        target = session.execute(
+            sa.select(resource.c.content).where(
+                resource.c.res_type == res_type, resource.c.res_id == res_id.split("/", 1)[0]
+            )
+        ).scalar_one_or_none()
+        return patient_ids(target)
 
     def check_write(
         self,
@@ -126,7 +144,9 @@ class SharingPolicy:
         if res_type == "Patient":
             self._check_patient_write(session, ctx, new, old, org)
             return
-        patients = patient_ids(new) | patient_ids(old.content if old else None)
+        patients = self._patients_of(session, new) | self._patients_of(
+            session, old.content if old else None
+        )
         if res_type in _OWNER_ONLY:
             for pid in sorted(patients):
                 if not self._owns(session, org, pid):

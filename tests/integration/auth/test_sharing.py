@@ -189,3 +189,21 @@ def test_only_the_owner_decides_who_shares(net_client: TestClient) -> None:
     who = as_user("org-a-coordinator")
     assert net_client.post("/fhir/CareTeam", json=team, headers=who).status_code == 201
     assert _read(net_client, "org-c-doctor", "Patient/p1") == 200  # whole-team consent cs1
+
+
+def test_binary_follows_its_security_context(net_client: TestClient) -> None:
+    build_network(net_client)
+    for bid, ctx in (("b1", "Observation/observation-p1"), ("b2", "Observation/observation-p2")):
+        put(
+            net_client,
+            {
+                "resourceType": "Binary",
+                "id": bid,
+                "contentType": "text/plain",
+                "securityContext": {"reference": ctx},
+                "data": "6Kiq5ZWP6KiY6Yyy",
+            },
+        )
+    assert _read(net_client, "org-b-nurse", "Binary/b1") == 200
+    assert _read(net_client, "org-b-nurse", "Binary/b2") == 404
+    assert _read(net_client, "org-a-nurse", "Binary/b2") == 200
