@@ -7,10 +7,10 @@ interaction on each patient-compartment type gives the expected status.
 The expectations are written out here by hand (not read from roles.yaml), so a change of
 the role data that breaks them fails this test.
 
-Pending (not on main yet, built by search-query): ``_include``, ``_revinclude``,
-``$everything`` and compartment search (``Patient/p1/Observation``); searches here use
-``_id``, which the basic search serves. The policy's ``search_filter`` is a SQL condition
-on ``fhir_resource`` that any search engine applies, included resources included.
+``_include``, ``_revinclude``, ``$everything`` and compartment search come with the search
+engine (branch search-query): ``test_sharing_search.py`` covers them and skips until it is
+merged. Searches here use ``_id``, which the basic search serves; the policy's
+``search_filter`` is a SQL condition on ``fhir_resource`` any search engine applies.
 """
 
 from __future__ import annotations
