@@ -43,6 +43,7 @@ class BenchContext:
     _services: Any = None
     _log: Any = None
     _token: str | None = None
+    _org: str | None = None
     #: shared by the in-process services and the server: the same signing keys
     _data_dir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="renkei-bench-"))
 
@@ -63,6 +64,13 @@ class BenchContext:
         headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
         return httpx.Client(base_url=self.base_url, timeout=60, headers=headers, **kwargs)
 
+    @property
+    def org_id(self) -> str:
+        """The bench clinic: the organisation whose client writes (and owns) the data."""
+        self.token()
+        assert self._org is not None
+        return self._org
+
     def token(self) -> str:
         """An EHR back end's token (``system/*.cruds``), got by client credentials."""
         if self._token is None:
@@ -73,6 +81,7 @@ class BenchContext:
                 org = auth_service.create_organization(
                     session, svc.auth, svc.engine, name="ベンチ診療所", kind="clinic"
                 )
+                self._org = org
                 made = auth_service.create_client(
                     session, svc.auth, svc.engine, org_id=org, name="bench", scope="system/*.cruds"
                 )

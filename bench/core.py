@@ -44,7 +44,7 @@ def run(report: Report, ctx: BenchContext) -> None:
 
 
 def _creates(report: Report, ctx: BenchContext, rng: random.Random) -> list[str]:
-    bodies = [orjson.dumps(patient(rng, n)) for n in range(1, ctx.count(600, 20) + 1)]
+    bodies = [orjson.dumps(_owned(ctx, rng, n)) for n in range(1, ctx.count(600, 20) + 1)]
     warm = min(50, len(bodies) // 4)
     ids: list[str] = []
     server_ms: list[float] = []
@@ -65,7 +65,7 @@ def _creates(report: Report, ctx: BenchContext, rng: random.Random) -> list[str]
     )
     report.latency("create server time", server_ms)
     clients = int(ctx.options.get("write_clients", "4"))
-    more = [orjson.dumps(patient(rng, n)) for n in range(1, ctx.count(400, 8) + 1)]
+    more = [orjson.dumps(_owned(ctx, rng, n)) for n in range(1, ctx.count(400, 8) + 1)]
     rate, _ = _concurrent(ctx, clients, more, lambda c, b: _post(c, "Patient", b)[1])
     report.metric(f"creates/s ({clients} connections)", rate, "req/s")
     return ids
@@ -148,7 +148,7 @@ def _concurrent(
     return len(work) / elapsed, [ms for share in timings for ms in share]
 
 
-def _transaction(rng: random.Random, start: int) -> bytes:
+def _transaction(ctx: BenchContext, rng: random.Random, start: int) -> bytes:
     """100 entries: 20 patients, each with 4 body-temperature Observations (urn:uuid refs)."""
     entries = []
     for n in range(start, start + BUNDLE_SIZE // 5):
@@ -156,7 +156,7 @@ def _transaction(rng: random.Random, start: int) -> bytes:
         entries.append(
             {
                 "fullUrl": full_url,
-                "resource": patient(rng, n),
+                "resource": _owned(ctx, rng, n),
                 "request": {"method": "POST", "url": "Patient"},
             }
         )
@@ -173,7 +173,7 @@ def _transaction(rng: random.Random, start: int) -> bytes:
 
 def _bundles(report: Report, ctx: BenchContext, rng: random.Random) -> None:
     count = ctx.count(10, minimum=2)
-    bodies = [_transaction(rng, 100_000 + i * BUNDLE_SIZE) for i in range(count + 1)]
+    bodies = [_transaction(ctx, rng, 100_000 + i * BUNDLE_SIZE) for i in range(count + 1)]
     server_ms: list[float] = []
     with ctx.client() as client:
         _post_bundle(client, bodies[0])  # warm-up
@@ -212,7 +212,7 @@ def _engine_writes(report: Report, ctx: BenchContext, rng: random.Random) -> Non
 
     services = ctx.services()
     engine = services.engine
-    bodies = [patient(rng, 500_000 + n) for n in range(ctx.count(300, 10))]
+    bodies = [_owned(ctx, rng, 500_000 + n) for n in range(ctx.count(300, 10))]
     app_indexer = engine.indexer
 
     def creates_per_s(indexer: Any) -> float:
@@ -257,3 +257,10 @@ def _engine_writes(report: Report, ctx: BenchContext, rng: random.Random) -> Non
     report.metric(
         "JSON encoding per Patient", (time.perf_counter() - start) * 1000 / len(bodies), "ms"
     )
+
+
+def _owned(ctx: BenchContext, rng: random.Random, n: int) -> dict[str, Any]:
+    """A generated patient registered by the bench clinic (the sharing policy's owner)."""
+    body = patient(rng, n)
+    body["managingOrganization"] = {"reference": f"Organization/{ctx.org_id}"}
+    return body

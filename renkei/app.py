@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from renkei import __version__
+from renkei.access import SharingFactWriter, SharingPolicy
+from renkei.audit import AuditTrail, install_audit
 from renkei.auth.errors import AuthError
 from renkei.auth.policy import ScopePolicy
 from renkei.auth.principal import Principal
@@ -26,9 +28,8 @@ from renkei.config import Settings
 from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import FhirError, Issue, operation_outcome
-from renkei.fhir.policy import AccessPolicy, AllowAll
+from renkei.fhir.policy import AccessPolicy
 from renkei.fhir.search.engine import SearchSettings, SqlSearchEngine
-from renkei.fhir.search.indexer import SearchIndexWriter
 from renkei.notify import NotifyConfig, NotifyService
 from renkei.store.blobs import BlobStore
 from renkei.store.db import Database
@@ -52,6 +53,8 @@ class Services:
     auth: AuthServer | None = None
     #: outbox, websockets, FHIR Subscriptions (set by build_services)
     notify: NotifyService | None = None
+    #: the audit log the FHIR router flushes each request's access records to
+    audit: AuditTrail | None = None
 
 
 def build_services(
@@ -66,7 +69,9 @@ def build_services(
     always enforced around it by :class:`ScopePolicy`."""
     clock = clock or SystemClock()
     db = Database(str(settings.database_url), echo=settings.sql_echo)
-    policy = ScopePolicy(policy or AllowAll())
+    sharing = SharingPolicy(clock)
+    policy = ScopePolicy(policy or sharing)
+    zone = ZoneInfo(settings.default_timezone)
     search = SqlSearchEngine(
         policy,
         SearchSettings(
@@ -80,7 +85,7 @@ def build_services(
     engine = FhirEngine(
         binaries=binaries,
         clock=clock,
-        indexer=SearchIndexWriter(ZoneInfo(settings.default_timezone)),
+        indexer=SharingFactWriter(zone),
         search=search,
         policy=policy,
         settings=EngineSettings(
@@ -91,8 +96,11 @@ def build_services(
     from renkei.summary.operation import register as register_summary
 
     register_summary(engine)
+    audit = install_audit(engine, settings, clock, record_filter=sharing.audit_filter)
+    auth = AuthServer(settings, clock)
+    auth.listeners.append(audit.security_listener)
     services = Services(
-        settings=settings, db=db, clock=clock, engine=engine, auth=AuthServer(settings, clock)
+        settings=settings, db=db, clock=clock, engine=engine, auth=auth, audit=audit
     )
     from renkei.api.auth import bearer_authenticator, websocket_token_verifier
 

@@ -95,6 +95,7 @@ EXTENSION_MODULES: tuple[str, ...] = (
     "renkei.roster.cli",
     "renkei.fhir.search.commands",
     "renkei.auth.cli",
+    "renkei.audit.cli",
 )
 
 
@@ -115,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.func(args, settings)
     except CliError as exc:
         if getattr(args, "json", False):
-            print(json.dumps({"ok": False, "error": str(exc)}, ensure_ascii=False))
+            payload = exc.payload or {"ok": False, "error": str(exc)}
+            print(json.dumps(payload, ensure_ascii=False))
         else:
             print(f"renkei: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -127,9 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 class CliError(Exception):
     """A user-facing failure: printed as one line (or one JSON object), no traceback."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(
+        self, message: str, exit_code: int = 1, payload: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        #: printed as the one JSON object under --json instead of {"ok": false, "error": ...}
+        self.payload = payload
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ class Settings:
     sql_echo: bool = False
     auth: AuthSettings = field(default_factory=AuthSettings)
     extra: dict[str, str] = field(default_factory=dict)
+    #: the audit seal (HMAC) key file; default ``<data_dir>/audit-seal.key``
+    audit_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         url = str(self.database_url)
@@ -106,6 +108,9 @@ class Settings:
             max_page_size=max_page,
             sql_echo=env.get("RENKEI_SQL_ECHO", "") == "1",
             auth=auth,
+            audit_key_file=Path(env["RENKEI_AUDIT_KEY_FILE"])
+            if env.get("RENKEI_AUDIT_KEY_FILE")
+            else None,
         )
 
 

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from renkei.app import Services, build_services, create_app
 from renkei.clock import ManualClock
 from renkei.config import AuthSettings, Secret, Settings
+from renkei.fhir.policy import AllowAll
 from renkei.store.migrate import upgrade
 from tests import authkit
 from tests.dbs import fresh_postgres_database
@@ -110,7 +111,10 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings, clock: ManualClock) -> Iterator[Services]:
-    svc = build_services(settings, clock=clock)
+    """Services for FHIR-engine tests: SMART scopes enforced, no sharing layer (every
+    caller's organisation sees every patient). The sharing policy, the default of
+    ``build_services``, has its own tests with their own services (tests/integration/auth)."""
+    svc = build_services(settings, clock=clock, policy=AllowAll())
     yield svc
     svc.db.dispose()
 

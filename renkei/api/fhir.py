@@ -6,23 +6,27 @@ Only JSON is served (the CapabilityStatement says so); XML asks get 406.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from renkei.audit.errors import AuditError
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
 from renkei.fhir.engine import error_response
 from renkei.fhir.outcome import (
     BadRequest,
     FhirError,
+    Issue,
     NotAcceptable,
     PayloadTooLarge,
     UnsupportedMediaType,
+    operation_outcome,
 )
 
 log = logging.getLogger(__name__)
@@ -130,12 +134,27 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
+#: a clinician's stated reason for opening a record outside their care relationship
+BREAK_GLASS_HEADER = "x-break-glass-reason"
+_MAX_REASON = 500
+
+
 async def principal_of(request: Request) -> Any:
-    """The caller as the auth package sees it (None when auth is not wired in)."""
+    """The caller as the auth package sees it (None when auth is not wired in).
+
+    A break-the-glass reason sent in ``X-Break-Glass-Reason`` becomes the principal's
+    ``purpose_of_use`` for this request; the policy decides whether the role may use it.
+    HTTP header values are ASCII, so a Japanese reason is sent percent-encoded UTF-8
+    (``%E6%95%91%E6%80%A5...``) and decoded here.
+    """
     authenticate = request.app.state.services.authenticate
     if authenticate is None:
         return None
-    return await authenticate(request)
+    principal = await authenticate(request)
+    reason = unquote(request.headers.get(BREAK_GLASS_HEADER) or "").strip()
+    if principal is not None and reason:
+        principal = dataclasses.replace(principal, purpose_of_use=reason[:_MAX_REASON])
+    return principal
 
 
 @router.api_route(
@@ -198,12 +217,50 @@ def _native_binary(request: Request, path: str, resp: FhirResponse) -> Response 
 
 
 def _run(services: Any, freq: FhirRequest) -> FhirResponse:
+    """One unit of work; the request's audit records commit with it.
+
+    A failed request's records are appended right after its rollback, in a short write
+    transaction of their own. If the records cannot be written, nothing is served and
+    nothing is changed (fail closed).
+    """
     write = freq.method not in _READ_METHODS
+    audit = services.audit
+    if audit is not None:
+        audit.begin(freq.context)
+    # On SQLite an audited read is a write (its record), so it takes the write lock at
+    # BEGIN: a deferred read transaction could not safely be upgraded later.
+    write_txn = write or (audit is not None and services.db.is_sqlite)
+    committed = False
     try:
-        with services.db.session(write=write) as session:
+        with services.db.session(write=write_txn) as session:
             resp: FhirResponse = services.engine.handle(session, freq)
             if resp.status >= 400:
                 raise _Rollback(resp)
-            return resp
+            if audit is not None:
+                # the records commit with the request's own transaction
+                audit.flush(session, freq.context, committed=True, durable=write)
+        committed = True
     except _Rollback as rollback:
-        return rollback.response
+        resp = rollback.response
+    except AuditError:
+        log.exception("audit append failed; nothing served (%s)", freq.context.request_id)
+        return _unaudited()
+    if audit is not None and audit.pending(freq.context):
+        # a failed request's records: its own transaction was rolled back
+        try:
+            with services.db.session(write=True) as session:
+                audit.flush(session, freq.context, committed=committed or not write)
+        except Exception:
+            log.exception("audit append failed for request %s", freq.context.request_id)
+            return _unaudited()
+    return resp
+
+
+def _unaudited() -> FhirResponse:
+    """Patient data is neither served nor changed without its audit record (fail closed)."""
+    return FhirResponse(
+        500,
+        operation_outcome(
+            Issue("fatal", "exception", "the access could not be audited; nothing was served")
+        ),
+    )

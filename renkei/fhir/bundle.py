@@ -50,7 +50,7 @@ def process_bundle(engine: FhirEngine, session: Session, req: FhirRequest) -> Fh
     entries = bundle.get("entry") or []
     if not isinstance(entries, list) or len(entries) > MAX_ENTRIES:
         raise BadRequest(f"Bundle.entry must be a list of at most {MAX_ENTRIES} entries")
-    engine.policy.authorize(req.context, kind, None)
+    engine.authorize(req, kind, None)
     parsed = [_parse_entry(i, e, req.context.base_url) for i, e in enumerate(entries)]
     if kind == "transaction":
         responses = _transaction(engine, session, req, parsed)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from renkei.clock import Clock
 from renkei.fhir import patch as fhir_patch
+from renkei.fhir.access import NOTES_KEY, AccessEvent, AccessNotes, notes_of, touched_from_body
 from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
 from renkei.fhir.outcome import (
@@ -48,6 +49,11 @@ log = logging.getLogger(__name__)
 OperationHandler = Callable[
     ["FhirEngine", Session, FhirRequest, str | None, str | None], FhirResponse
 ]
+#: serves every interaction on one resource type from elsewhere than the resource tables
+#: (AuditEvent from the audit log): handler(engine, session, request, path parts after type)
+TypeHandler = Callable[["FhirEngine", Session, FhirRequest, list[str]], FhirResponse]
+#: told about every dispatched interaction, successful or not (audit)
+AccessListener = Callable[[Session, AccessEvent], None]
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,10 @@ class FhirEngine:
     )
     #: called with the CapabilityStatement before it is served (Subscriptions topics...)
     capability_amenders: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    #: told about every interaction dispatched (incl. each Bundle entry), after it ran
+    access_listeners: list[AccessListener] = field(default_factory=list)
+    #: resource types served by a handler of their own instead of the resource tables
+    type_handlers: dict[str, TypeHandler] = field(default_factory=dict)
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -114,13 +124,91 @@ class FhirEngine:
             return error_response(mapped)
 
     def dispatch(self, session: Session, req: FhirRequest) -> FhirResponse:
-        """Route one request; raises FhirError (bundles use this to stop a transaction)."""
+        """Route one request; raises FhirError (bundles use this to stop a transaction).
+
+        Access listeners hear about the request afterwards, whatever its outcome.
+        """
+        if not self.access_listeners:
+            return self._dispatch(session, req)
+        extra = req.context.extra
+        outer = extra.get(NOTES_KEY)
+        notes = AccessNotes()
+        extra[NOTES_KEY] = notes
+        status: int = 500
+        detail: str | None = "internal error"
+        body: dict[str, Any] | None = None
+        try:
+            resp = self._dispatch(session, req)
+            status, detail, body = resp.status, None, resp.body
+            return resp
+        except FhirError as exc:
+            status, detail = exc.status, str(exc)
+            raise
+        finally:
+            if outer is None:
+                extra.pop(NOTES_KEY, None)
+            else:
+                extra[NOTES_KEY] = outer
+            self._tell_listeners(session, req, notes, status, detail, body)
+
+    def _dispatch(self, session: Session, req: FhirRequest) -> FhirResponse:
         try:
             return self._route(session, req)
         except StoreError as exc:
             mapped = as_fhir_error(exc)
             assert mapped is not None
             raise mapped from exc
+
+    def _tell_listeners(
+        self,
+        session: Session,
+        req: FhirRequest,
+        notes: AccessNotes,
+        status: int,
+        detail: str | None,
+        body: dict[str, Any] | None,
+    ) -> None:
+        touched = list(notes.touched)
+        if status < 400:
+            touched.extend(touched_from_body(body))
+        seen: set[tuple[str, str]] = set()
+        unique = []
+        for item in touched:
+            key = (item.reference, item.how)
+            if key not in seen:
+                seen.add(key)
+                unique.append(item)
+        event = AccessEvent(
+            context=req.context,
+            method=req.method.upper(),
+            path=req.path,
+            query=tuple(req.params),
+            interaction=notes.interaction or _guess_interaction(req),
+            res_type=notes.res_type,
+            status=status,
+            touched=tuple(unique),
+            detail=detail,
+        )
+        for listener in self.access_listeners:
+            listener(session, event)
+
+    def authorize(self, req: FhirRequest, interaction: str, res_type: str | None) -> None:
+        notes = notes_of(req.context)
+        if notes is not None and notes.interaction is None:
+            notes.interaction, notes.res_type = interaction, res_type
+        self.policy.authorize(req.context, interaction, res_type)
+
+    def note(
+        self,
+        ctx: RequestContext,
+        stored: StoredResource,
+        how: str = "returned",
+        content: dict[str, Any] | None = None,
+    ) -> None:
+        """Tell access listeners that this request touched ``stored`` (operations use it)."""
+        notes = notes_of(ctx)
+        if notes is not None:
+            notes.add(stored.res_type, stored.res_id, content or stored.content, how)
 
     def _route(self, session: Session, req: FhirRequest) -> FhirResponse:
         parts = [p for p in req.path.strip("/").split("/") if p]
@@ -147,6 +235,9 @@ class FhirEngine:
             return self._operation(session, req, head[1:], None, None, n == 1)
         res_type = head
         check_type(res_type)
+        handler = self.type_handlers.get(res_type)
+        if handler is not None:
+            return handler(self, session, req, parts[1:])
         if n == 1:
             return self._type_level(session, req, res_type)
         second = parts[1]
@@ -208,10 +299,11 @@ class FhirEngine:
     def _visible(self, session: Session, req: FhirRequest, stored: StoredResource) -> None:
         """Hidden resources look exactly like absent ones (404), so nothing leaks."""
         if not self.policy.can_read(session, req.context, stored):
+            self.note(req.context, stored, "denied")
             raise NotFound(f"{stored.res_type}/{stored.res_id} is not known")
 
     def _read(self, session: Session, req: FhirRequest, res_type: str, res_id: str) -> FhirResponse:
-        self.policy.authorize(req.context, "read", res_type)
+        self.authorize(req, "read", res_type)
         repo = self.repository(session)
         try:
             stored = repo.read(res_type, res_id)
@@ -223,6 +315,7 @@ class FhirEngine:
                 self._check_gone_visible(session, req, res_type, res_id)
             raise
         self._visible(session, req, stored)
+        self.note(req.context, stored)
         headers = resource_headers(stored)
         if _not_modified(req, stored):
             return FhirResponse(304, None, headers)
@@ -241,7 +334,7 @@ class FhirEngine:
     ) -> FhirResponse:
         if req.method.upper() not in ("GET", "HEAD"):
             raise MethodNotAllowed("a version is read with GET")
-        self.policy.authorize(req.context, "vread", res_type)
+        self.authorize(req, "vread", res_type)
         if not _is_number(vid) or len(vid) > 10 or int(vid) > MAX_VERSION:
             raise NotFound(f"version {vid!r} of {res_type}/{res_id} is not known")
         stored = self.repository(session).vread(res_type, res_id, int(vid))
@@ -251,7 +344,7 @@ class FhirEngine:
     # -- create / update / delete ------------------------------------------------------------
 
     def _create(self, session: Session, req: FhirRequest, res_type: str) -> FhirResponse:
-        self.policy.authorize(req.context, "create", res_type)
+        self.authorize(req, "create", res_type)
         body = parse_resource(req.body, expected_type=res_type)
         condition = req.header("if-none-exist")
         if condition:
@@ -276,7 +369,7 @@ class FhirEngine:
     def _update(
         self, session: Session, req: FhirRequest, res_type: str, res_id: str
     ) -> FhirResponse:
-        self.policy.authorize(req.context, "update", res_type)
+        self.authorize(req, "update", res_type)
         body = parse_resource(req.body, expected_type=res_type)
         if body.get("id") is None:
             raise BadRequest(
@@ -315,7 +408,7 @@ class FhirEngine:
     def _conditional_update(
         self, session: Session, req: FhirRequest, res_type: str
     ) -> FhirResponse:
-        self.policy.authorize(req.context, "update", res_type)
+        self.authorize(req, "update", res_type)
         if not req.params:
             raise BadRequest("a conditional update needs search parameters in the URL")
         body = parse_resource(req.body, expected_type=res_type)
@@ -344,7 +437,7 @@ class FhirEngine:
     def _delete(
         self, session: Session, req: FhirRequest, res_type: str, res_id: str
     ) -> FhirResponse:
-        self.policy.authorize(req.context, "delete", res_type)
+        self.authorize(req, "delete", res_type)
         repo = self.repository(session)
         try:
             old = repo.read(res_type, res_id)
@@ -352,6 +445,7 @@ class FhirEngine:
             old = None
         if old is not None:
             self._visible(session, req, old)
+            self.note(req.context, old, "deleted")
             self.policy.check_write(session, req.context, res_type, None, old)
         stored = repo.delete(res_type, res_id, if_match=_if_match(req))
         if stored is None:
@@ -368,7 +462,7 @@ class FhirEngine:
     def _conditional_delete(
         self, session: Session, req: FhirRequest, res_type: str
     ) -> FhirResponse:
-        self.policy.authorize(req.context, "delete", res_type)
+        self.authorize(req, "delete", res_type)
         if not req.params:
             raise BadRequest("a conditional delete needs search parameters in the URL")
         matches = self._match_params(session, req.context, res_type, req.params)
@@ -386,7 +480,7 @@ class FhirEngine:
     def _patch(
         self, session: Session, req: FhirRequest, res_type: str, res_id: str
     ) -> FhirResponse:
-        self.policy.authorize(req.context, "patch", res_type)
+        self.authorize(req, "patch", res_type)
         operations = fhir_patch.patch_document(req.body, req.content_type)
         # Locked: concurrent patches apply one after the other instead of failing with 412.
         current = self.repository(session).read(res_type, res_id, for_update=True)
@@ -424,7 +518,7 @@ class FhirEngine:
         res_type: str | None,
         compartment: tuple[str, str] | None = None,
     ) -> FhirResponse:
-        self.policy.authorize(req.context, "search", res_type)
+        self.authorize(req, "search", res_type)
         if res_type is not None:
             check_type(res_type)
         if compartment is not None:
@@ -444,7 +538,7 @@ class FhirEngine:
     ) -> FhirResponse:
         if req.method.upper() != "GET":
             raise MethodNotAllowed("history is read with GET")
-        self.policy.authorize(req.context, "history", res_type)
+        self.authorize(req, "history", res_type)
         since_raw = req.param("_since")
         since = parse_instant(since_raw, "_since") if since_raw else None
         count = _count(req.param("_count"), self.settings.history_default_count, self.settings)
@@ -453,12 +547,14 @@ class FhirEngine:
         if res_id is not None:
             assert res_type is not None
             try:
-                repo.read(res_type, res_id)
+                # the history of a resource the caller may not see is as absent as it
+                self._visible(session, req, repo.read(res_type, res_id))
             except StoreError as exc:
                 from renkei.store.errors import ResourceGone
 
                 if not isinstance(exc, ResourceGone):
                     raise
+                self._check_gone_visible(session, req, res_type, res_id)
         page = repo.history(res_type, res_id, since=since, count=count, cursor=cursor)
         base = req.context.base_url
         path = "/".join(p for p in (res_type, res_id, "_history") if p)
@@ -508,7 +604,7 @@ class FhirEngine:
             raise MethodNotAllowed(f"${name} changes state; use POST")
         if req.method.upper() not in ("GET", "POST"):
             raise MethodNotAllowed(f"${name} is called with GET or POST")
-        self.policy.authorize(req.context, "operation", res_type)
+        self.authorize(req, "operation", res_type)
         return op.handler(self, session, req, res_type, res_id)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -534,6 +630,8 @@ class FhirEngine:
         return self.search.match(session, ctx, res_type, params)
 
     def _after_write(self, session: Session, ctx: RequestContext, stored: StoredResource) -> None:
+        if stored.content is not None:
+            self.note(ctx, stored, "written")
         for listener in self.write_listeners:
             listener(session, ctx, stored)
 
@@ -560,6 +658,28 @@ class FhirEngine:
 
 
 # -- module helpers --------------------------------------------------------------------------
+
+
+def _guess_interaction(req: FhirRequest) -> str:
+    """For requests that failed before naming their interaction (bad type, bad id...)."""
+    parts = [p for p in req.path.strip("/").split("/") if p]
+    method = req.method.upper()
+    if not parts:
+        if method == "POST":
+            kind = req.body.get("type") if isinstance(req.body, dict) else None
+            return str(kind) if kind in ("batch", "transaction") else "batch"
+        return "search"
+    if parts[0] == "metadata":
+        return "capabilities"
+    if any(p.startswith("$") for p in parts):
+        return "operation"
+    if "_history" in parts:
+        return "vread" if parts[-1] != "_history" else "history"
+    if method in ("GET", "HEAD"):
+        return "read" if len(parts) == 2 and parts[1] != "_search" else "search"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        method, "unknown"
+    )
 
 
 def error_response(exc: FhirError) -> FhirResponse:
@@ -666,10 +786,12 @@ def _prefer_return(req: FhirRequest) -> str:
 
 
 __all__ = [
+    "AccessListener",
     "EngineSettings",
     "FhirEngine",
     "Issue",
     "OperationDef",
+    "TypeHandler",
     "error_response",
     "history_entry",
     "http_date",

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from renkei.app import build_services, create_app
 from renkei.auth.principal import OPERATOR, Principal
 from renkei.config import Settings
+from renkei.fhir.policy import AllowAll
 from renkei.notify import NotifyConfig, RestHookSettings
 from renkei.notify.hub import HubSettings
 
@@ -38,7 +39,10 @@ def make_app() -> FastAPI:
         redis_url=str(settings.redis_url) if settings.redis_url else None,
     )
     services = build_services(
-        settings, notify_config=config, notify_kwargs={"token_verifier": tokens.get}
+        settings,
+        policy=AllowAll(),
+        notify_config=config,
+        notify_kwargs={"token_verifier": tokens.get},
     )
 
     # Test-only: plain HTTP calls act as the local operator, so the multi-process tests

@@ -14,8 +14,9 @@ import uvicorn
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome, ResourceNotFound
 
-from renkei.app import create_app
+from renkei.app import build_services, create_app
 from renkei.config import Secret, Settings
+from renkei.fhir.policy import AllowAll
 from renkei.store.migrate import upgrade
 from tests import authkit
 
@@ -51,7 +52,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
     upgrade(url)
     settings = Settings(database_url=Secret(url), data_dir=tmp_path / "data")
     port = _free_port()
-    app = create_app(settings)
+    # protocol test: scopes enforced, no sharing layer (tests/integration/auth covers it)
+    app = create_app(settings, services=build_services(settings, policy=AllowAll()))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)

@@ -14,6 +14,7 @@ from starlette.websockets import WebSocketDisconnect
 from renkei.app import build_services, create_app
 from renkei.clock import ManualClock
 from renkei.config import Settings
+from renkei.fhir.policy import AllowAll
 from renkei.notify import NotifyConfig
 from renkei.notify.hub import HubSettings
 from renkei.notify.operations import BACKPORT_CAPABILITY_EXT
@@ -33,7 +34,7 @@ def app_client(settings: Settings, clock: ManualClock) -> Iterator[TestClient]:
     config = NotifyConfig(
         hub=HubSettings(heartbeat_seconds=0.3), run_resthook=False, poll_seconds=0.1
     )
-    services = build_services(settings, clock=clock, notify_config=config)
+    services = build_services(settings, policy=AllowAll(), clock=clock, notify_config=config)
     with TestClient(
         create_app(settings, services=services),
         headers={"Authorization": f"Bearer {authkit.client_token(services, 'system/*.cruds')}"},

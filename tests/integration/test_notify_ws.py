@@ -15,6 +15,7 @@ from starlette.websockets import WebSocketDisconnect
 from renkei.app import Services, build_services, create_app
 from renkei.clock import ManualClock
 from renkei.config import Settings
+from renkei.fhir.policy import AllowAll
 from renkei.notify import NotifyConfig
 from renkei.notify.hub import HubSettings
 from tests import authkit
@@ -45,7 +46,11 @@ def ws_client(settings: Settings, clock: ManualClock, tokens: TokenMap) -> Itera
         poll_seconds=0.1,
     )
     services: Services = build_services(
-        settings, clock=clock, notify_config=config, notify_kwargs={"token_verifier": tokens}
+        settings,
+        policy=AllowAll(),
+        clock=clock,
+        notify_config=config,
+        notify_kwargs={"token_verifier": tokens},
     )
     with TestClient(
         create_app(settings, services=services),

@@ -73,22 +73,21 @@ def test_has_reverse_chain(fhir: Fhir) -> None:
 
 
 def test_has_nested(fhir: Fhir) -> None:
-    # spec: Patient?_has:Observation:patient:_has:AuditEvent:entity:agent=MyUserId
+    # the spec's example nests through AuditEvent, which this server keeps in its own
+    # tamper-evident log (not creatable); Provenance has the same shape (target, agent)
     p1 = fhir.create(patient())
     p2 = fhir.create(patient())
     o1 = fhir.create(observation(f"Patient/{p1}"))
     fhir.create(observation(f"Patient/{p2}"))
     fhir.create(
         {
-            "resourceType": "AuditEvent",
-            "type": {"code": "rest"},
+            "resourceType": "Provenance",
+            "target": [{"reference": f"Observation/{o1}"}],
             "recorded": "2026-04-01T00:00:00Z",
-            "agent": [{"who": {"reference": "Practitioner/MyUserId"}, "requestor": True}],
-            "source": {"observer": {"reference": "Device/server"}},
-            "entity": [{"what": {"reference": f"Observation/{o1}"}}],
+            "agent": [{"who": {"reference": "Practitioner/MyUserId"}}],
         }
     )
-    found = fhir.ids("Patient?_has:Observation:patient:_has:AuditEvent:entity:agent=MyUserId")
+    found = fhir.ids("Patient?_has:Observation:patient:_has:Provenance:target:agent=MyUserId")
     assert found == {p1}
 
 

@@ -1,0 +1,209 @@
+"""From engine access events to audit records: who, where from, why, which patients.
+
+:meth:`AuditTrail.listener` is registered on the FHIR engine. During an HTTP request it
+only buffers events (the API calls :meth:`AuditTrail.flush` once the outcome is known): a
+write's records are appended in the write's own transaction, so a committed change always
+has its record; a read's records are appended right after, in a short write transaction
+of their own (on SQLite a read transaction cannot safely take the write lock), and the
+data is not served if that fails. Outside HTTP (operator tools) events are appended at
+once in the caller's session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from renkei.audit.chain import HeadHint, append, canonical
+from renkei.audit.key import SealKey
+from renkei.clock import Clock
+from renkei.fhir.access import AccessEvent
+from renkei.fhir.compartment import compartment_types, patient_ids
+from renkei.fhir.context import RequestContext
+
+BUFFER_KEY = "audit.buffer"
+_ACTIONS = {
+    "create": "C",
+    "read": "R",
+    "vread": "R",
+    "search": "R",
+    "history": "R",
+    "update": "U",
+    "patch": "U",
+    "delete": "D",
+}
+#: FHIR AuditEvent.outcome: 0 success, 4 minor failure, 8 serious failure
+_MAX_QUERY = 2000
+_MAX_ENTITIES = 1000
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "0"
+    return "4" if status < 500 else "8"
+
+
+def _strip(ref: str | None, prefix: str) -> str | None:
+    if ref is None:
+        return None
+    return ref[len(prefix) :] if ref.startswith(prefix) else ref
+
+
+class AuditTrail:
+    """Turns access events into chained records; one per app, shared by all requests."""
+
+    def __init__(self, key: SealKey, clock: Clock) -> None:
+        self.key = key
+        self.clock = clock
+        self.hint = HeadHint()
+
+    # -- engine side ------------------------------------------------------------------------
+
+    def listener(self, session: Session, event: AccessEvent) -> None:
+        if not self._worth_recording(event):
+            return
+        buffer = event.context.extra.get(BUFFER_KEY)
+        if isinstance(buffer, list):
+            buffer.append(event)
+        else:
+            append(session, [self.record(event, committed=True)], self.key, self.clock.now())
+
+    @staticmethod
+    def _worth_recording(event: AccessEvent) -> bool:
+        """Patient data only: anything naming a patient, any compartment type, any write."""
+        if event.interaction == "capabilities":
+            return False
+        if event.res_type in (None, "AuditEvent") or event.res_type in compartment_types():
+            return True
+        if event.method not in ("GET", "HEAD"):
+            return True
+        return any(t.res_type in compartment_types() for t in event.touched)
+
+    def security_listener(self, session: Session, event: Any) -> None:
+        """Record a security event (sign-in, lockout, token, admin action) in the chain.
+
+        Takes auth's ``AuthEvent`` (duck-typed: action, at, outcome, subject,
+        subject_kind, organization_id, client_id, remote_addr, detail); appended at once,
+        in the transaction of the change it reports.
+        """
+        failed = getattr(event, "outcome", "success") != "success"
+        when = getattr(event, "at", None) or self.clock.now()
+        detail = getattr(event, "detail", None) or {}
+        record: dict[str, Any] = {
+            "recorded": when.isoformat(),
+            "request_id": None,
+            "subject": getattr(event, "subject", None),
+            "kind": getattr(event, "subject_kind", None),
+            "organization_id": _strip(getattr(event, "organization_id", None), "Organization/"),
+            "role": None,
+            "practitioner_id": None,
+            "practitioner_role_id": None,
+            "client_id": getattr(event, "client_id", None),
+            "token_id": None,
+            "interaction": str(getattr(event, "action", "security"))[:32],
+            "action": "E",
+            "method": None,
+            "path": None,
+            "query": "",
+            "res_type": None,
+            "status": 401 if failed else 200,
+            "outcome": "4" if failed else "0",
+            "detail": canonical(detail)[:500] if detail else None,
+            "patients": [],
+            "entities": [],
+            "source": getattr(event, "remote_addr", None),
+            "purpose": None,
+            "break_glass": False,
+            "bundle_entry": False,
+        }
+        append(session, [record], self.key, self.clock.now(), hint=self.hint)
+
+    # -- request side ----------------------------------------------------------------------
+
+    @staticmethod
+    def begin(ctx: RequestContext) -> None:
+        """Start buffering this request's events (Bundle entries share the buffer)."""
+        ctx.extra[BUFFER_KEY] = []
+
+    @staticmethod
+    def pending(ctx: RequestContext) -> bool:
+        return bool(ctx.extra.get(BUFFER_KEY))
+
+    def flush(
+        self, session: Session, ctx: RequestContext, *, committed: bool, durable: bool = True
+    ) -> list[int]:
+        """Append the buffered events' records in ``session``; returns their seqs.
+
+        ``durable=False`` (reads on PostgreSQL): the commit does not wait for the WAL
+        flush (``synchronous_commit = off`` for this transaction only). A database crash
+        can then lose the last fraction of a second of *read* records, whole transactions
+        at a time, so the chain stays intact; writes always wait.
+        """
+        events = ctx.extra.get(BUFFER_KEY) or []
+        ctx.extra[BUFFER_KEY] = []
+        if not events:
+            return []
+        now = self.clock.now()
+        records = [self.record(e, committed=committed, now=now) for e in events]
+        return append(session, records, self.key, now, hint=self.hint, durable=durable)
+
+    # -- the record ------------------------------------------------------------------------
+
+    def record(self, event: AccessEvent, *, committed: bool, now: Any = None) -> dict[str, Any]:
+        ctx = event.context
+        p = ctx.principal
+        patients: set[str] = set()
+        entities: list[dict[str, str]] = []
+        for item in event.touched:
+            patients |= patient_ids(item.content)
+            if len(entities) < _MAX_ENTITIES:
+                entities.append({"ref": item.reference, "how": item.how})
+        if event.res_type == "Patient" and event.path.count("/") >= 1:
+            # Patient/123/... names the patient even when nothing was returned
+            pid = event.path.split("/")[1]
+            if pid and not pid.startswith("$") and not pid.startswith("_"):
+                patients.add(pid)
+        for key, value in event.query:
+            if key in ("patient", "subject") and value:
+                patients.add(value.split("/")[-1])
+        detail = event.detail
+        status = event.status
+        if not committed and status < 400:
+            detail = "not applied: the request's transaction was rolled back"
+            status = 409
+        query = "&".join(f"{k}={v}" for k, v in event.query)[:_MAX_QUERY]
+        purpose = getattr(p, "purpose_of_use", None)
+        when = now or self.clock.now()
+        return {
+            "recorded": when.isoformat(),
+            "request_id": ctx.request_id,
+            "subject": getattr(p, "subject", None),
+            "kind": getattr(p, "kind", None),
+            "organization_id": _strip(getattr(p, "organization_id", None), "Organization/"),
+            "role": getattr(p, "role", None),
+            "practitioner_id": _strip(getattr(p, "practitioner_id", None), "Practitioner/"),
+            "practitioner_role_id": _strip(
+                getattr(p, "practitioner_role_id", None), "PractitionerRole/"
+            ),
+            "client_id": getattr(p, "client_id", None),
+            "token_id": getattr(p, "token_id", None),
+            "interaction": event.interaction,
+            "action": _ACTIONS.get(event.interaction, "E"),
+            "method": event.method,
+            "path": event.path,
+            "query": query,
+            "res_type": event.res_type,
+            "status": status,
+            "outcome": _outcome(status),
+            "detail": detail[:500] if detail else None,
+            "patients": sorted(patients),
+            "entities": entities,
+            "source": ctx.remote_addr,
+            "purpose": purpose,
+            "break_glass": bool(purpose),
+            "bundle_entry": ctx.in_bundle,
+        }
+
+
+__all__ = ["BUFFER_KEY", "AuditTrail"]
