@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from renkei import __version__
 from renkei.auth.principal import Principal
+from renkei.calls import CallRuntime, CallSettings, Worker, build_runtime
 from renkei.clock import Clock, SystemClock
 from renkei.config import Settings
 from renkei.fhir.engine import EngineSettings, FhirEngine
@@ -39,10 +40,16 @@ class Services:
     engine: FhirEngine
     #: resolves the caller of a request (bearer token...); None until auth is wired in
     authenticate: Authenticator | None = None
+    #: urgent calls: ports, channels and settings (renkei.calls)
+    calls: CallRuntime | None = None
 
 
 def build_services(
-    settings: Settings, *, clock: Clock | None = None, policy: AccessPolicy | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    policy: AccessPolicy | None = None,
+    call_settings: CallSettings | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     db = Database(str(settings.database_url), echo=settings.sql_echo)
@@ -56,7 +63,8 @@ def build_services(
             default_count=settings.default_page_size, max_count=settings.max_page_size
         ),
     )
-    return Services(settings=settings, db=db, clock=clock, engine=engine)
+    calls = build_runtime(call_settings or CallSettings.from_env(), engine)
+    return Services(settings=settings, db=db, clock=clock, engine=engine, calls=calls)
 
 
 def create_app(
@@ -70,8 +78,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        services.db.dispose()
+        import asyncio
+
+        worker_task = None
+        if services.calls is not None and services.calls.settings.worker:
+            worker = Worker(services.db.session, services.clock, services.calls)
+            worker_task = asyncio.create_task(worker.run())
+        try:
+            yield
+        finally:
+            if worker_task is not None:
+                worker.stop()
+                await worker_task
+            services.db.dispose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -85,10 +104,12 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
 
-    from renkei.api import fhir, health
+    from renkei.api import calls, fhir, health
 
     app.include_router(health.router)
     app.include_router(fhir.router)
+    app.include_router(calls.router)
+    calls.install_error_handler(app)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from renkei.app import Services, build_services, create_app
+from renkei.calls import CallSettings
 from renkei.clock import ManualClock
 from renkei.config import Secret, Settings
 from renkei.store.migrate import upgrade
@@ -64,7 +65,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings, clock: ManualClock) -> Iterator[Services]:
-    svc = build_services(settings, clock=clock)
+    # the calls worker is driven by tests (run_once), not by a background loop
+    svc = build_services(settings, clock=clock, call_settings=CallSettings(worker=False))
     yield svc
     svc.db.dispose()
 
