@@ -244,6 +244,8 @@ class BusEvent:
     payload: dict[str, Any]
     #: unique per (call, step, kind): the bus may deliver twice, receivers dedup on it
     key: str
+    #: the call's step number when the event was raised
+    step: int = 0
 
 
 class Notifier(Protocol):
@@ -263,7 +265,7 @@ class TimelineNotifier:
                 kind="published",
                 actor="system",
                 target=",".join(event.recipients),
-                step_seq=event.payload.get("step"),
+                step_seq=event.step,
                 step_key=f"published:{event.key}",
                 detail={"topic": event.topic, "recipients": list(event.recipients)},
             )

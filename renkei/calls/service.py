@@ -694,7 +694,7 @@ def _publish(
     key: str,
     extra: dict[str, Any],
 ) -> None:
-    payload = {"call": _call_payload(rt, row), "step": row.step_seq, **extra}
+    payload = {"call": _call_payload(rt, row), **extra}
     rt.ports.notifier.publish(
         session,
         BusEvent(
@@ -704,6 +704,7 @@ def _publish(
             recipients=recipients,
             payload=payload,
             key=f"{row.id}:{key}",
+            step=row.step_seq,
         ),
     )
 
