@@ -234,3 +234,21 @@ class CallDriver:
 
     def paged(self, call_id: str) -> list[str]:
         return [e["target"] for e in self.call(call_id)["timeline"] if e["kind"] == "notified"]
+
+
+def install_test_tokens(services: Services, tokens: dict[str, Principal]) -> None:
+    """TEST ONLY: map ``Authorization: Bearer <token>`` to a Principal.
+
+    The real authenticator (OAuth 2 / SMART) comes from the auth-identity package; tests of
+    /oncall/calls only need some caller, so this installs a lookup table on the seam
+    ``Services.authenticate``. Never used outside tests.
+    """
+    from fastapi import Request
+
+    async def authenticate(request: Request) -> Principal | None:
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            return None
+        return tokens.get(header[7:].strip())
+
+    services.authenticate = authenticate
