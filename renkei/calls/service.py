@@ -9,6 +9,8 @@ are written in that one transaction: a crash leaves either all of a step or none
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -465,13 +467,17 @@ def claim_due(session: Session, now: datetime) -> Any:
     return session.execute(stmt).first()
 
 
+#: the actor of worker steps in the timeline: which process ran the step
+WORKER_ACTOR = f"worker:{socket.gethostname()}:{os.getpid()}"
+
+
 def run_step(rt: CallRuntime, session: Session, now: datetime, row: Any) -> None:
     """Run the due step of a claimed call: route it, or escalate a timed-out page."""
     if row.state in ("new", "queued"):
-        route_call(rt, session, now, row, "system")
+        route_call(rt, session, now, row, WORKER_ACTOR)
         return
     new, effects = esc.timeout(_state(row), now)
-    _persist(rt, session, now, row, new, effects, "system", {})
+    _persist(rt, session, now, row, new, effects, WORKER_ACTOR, {})
 
 
 def backoff_step(session: Session, now: datetime, call_id: str, step_seq: int) -> None:
@@ -954,6 +960,7 @@ __all__ = [
     "STEP_CONFLICTS",
     "STEP_ERRORS",
     "TASK_STATUS",
+    "WORKER_ACTOR",
     "CallRuntime",
     "NewCall",
     "act",
