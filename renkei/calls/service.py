@@ -137,30 +137,29 @@ def intake_task(
     if _content(rt, session, intake.patient) is None:
         raise InvalidCall(f"{intake.patient} is not known")
     now = clock.now()
+    values: dict[str, Any] = {
+        "id": task["id"],
+        "patient": intake.patient,
+        "requester": intake.requester,
+        "priority": intake.priority,
+        "callback": intake.callback,
+        "reason": intake.reason,
+        "state": "new",
+        "chain": [],
+        "step_index": 0,
+        "round": 0,
+        "max_rounds": 1,
+        "step_seq": 0,
+        "next_due_at": now,
+        "attempts": 0,
+        "idempotency_key": intake.idempotency_key,
+        "created_by": actor,
+        "created_at": now,
+        "updated_at": now,
+    }
     try:
         with session.begin_nested():
-            session.execute(
-                call.insert().values(
-                    id=task["id"],
-                    patient=intake.patient,
-                    requester=intake.requester,
-                    priority=intake.priority,
-                    callback=intake.callback,
-                    reason=intake.reason,
-                    state="new",
-                    chain=[],
-                    step_index=0,
-                    round=0,
-                    max_rounds=1,
-                    step_seq=0,
-                    next_due_at=now,
-                    attempts=0,
-                    idempotency_key=intake.idempotency_key,
-                    created_by=actor,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            session.execute(call.insert().values(**values))
     except IntegrityError as exc:
         raise DuplicateCall(
             f"an urgent call with identifier {intake.idempotency_key} already exists"
@@ -180,8 +179,7 @@ def intake_task(
         },
     )
     CALLS_CREATED.inc()
-    row = _load(session, task["id"], lock=True)
-    assert row is not None
+    row: Any = _Row({c.name: None for c in call.columns} | values)
     try:
         with session.begin_nested():
             route_call(rt, session, now, row, actor)
@@ -526,8 +524,7 @@ def _persist(
     if new.state in esc.FINAL_STATES:
         values["closed_at"] = now
     session.execute(call.update().where(call.c.id == row.id).values(**values))
-    fresh = _load(session, row.id)
-    assert fresh is not None
+    fresh: Any = _Row({**row._mapping, **values})
     for effect in effects:
         if isinstance(effect, esc.Record):
             _record(
@@ -773,6 +770,14 @@ def _update_task(rt: CallRuntime, session: Session, now: datetime, row: Any) -> 
 
 
 # -- reads ----------------------------------------------------------------------------------
+
+
+class _Row:
+    """A call row built from known column values (saves re-reading what was just written)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._mapping = values
+        self.__dict__.update(values)
 
 
 def _load(session: Session, call_id: str, *, lock: bool = False) -> Any:
