@@ -104,10 +104,12 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
 
-    from renkei.api import calls, fhir, health
+    from renkei.api import calls, fhir, health, oncall
 
     app.include_router(health.router)
     app.include_router(fhir.router)
+    app.include_router(oncall.router)
+    oncall.register_error_handlers(app)
     app.include_router(calls.router)
     calls.install_error_handler(app)
 

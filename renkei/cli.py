@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
+    for module in _EXTENSION_MODULES:
+        importlib.import_module(module)
     for register in _EXTENSIONS:
         register(sub)
     return parser
@@ -77,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Other packages add their sub-commands here (auth: org/user/client/token, audit ...).
 _EXTENSIONS: list[Callable[[Any], None]] = []
+#: Modules that append their register function to _EXTENSIONS when imported.
+_EXTENSION_MODULES: list[str] = ["renkei.roster.cli"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,9 @@ from renkei.config import Secret, SettingsError
 class CallSettings:
     #: JSON roster for the static duty resolver (until renkei.roster is connected)
     roster_file: str | None = None
+    #: acknowledgement timeout per step and chain repeats, for groups of renkei.roster
+    ack_timeout: timedelta = timedelta(minutes=5)
+    max_rounds: int = 2
     #: how often the worker looks for due steps (seconds)
     poll_seconds: float = 0.5
     #: run the worker loop in this process (API replicas may all run it: steps are locked)
@@ -35,6 +38,10 @@ class CallSettings:
     def __post_init__(self) -> None:
         if self.poll_seconds <= 0:
             raise SettingsError("RENKEI_CALLS_POLL_SECONDS must be positive")
+        if self.ack_timeout <= timedelta(0) or self.max_rounds < 1:
+            raise SettingsError(
+                "RENKEI_CALLS_ACK_TIMEOUT_SECONDS must be positive, RENKEI_CALLS_MAX_ROUNDS >= 1"
+            )
         if self.roster_file and not Path(self.roster_file).is_file():
             raise SettingsError(f"RENKEI_CALLS_ROSTER_FILE {self.roster_file!r} does not exist")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
@@ -49,11 +56,15 @@ class CallSettings:
             poll = float(env.get("RENKEI_CALLS_POLL_SECONDS", "0.5"))
             grace = float(env.get("RENKEI_CALLS_OVERDUE_GRACE_SECONDS", "30"))
             every = float(env.get("RENKEI_CALLS_SELF_CHECK_SECONDS", "30"))
+            ack = float(env.get("RENKEI_CALLS_ACK_TIMEOUT_SECONDS", "300"))
+            rounds = int(env.get("RENKEI_CALLS_MAX_ROUNDS", "2"))
         except ValueError as exc:
-            raise SettingsError("RENKEI_CALLS_*_SECONDS are numbers") from exc
+            raise SettingsError("RENKEI_CALLS_* timings and counts are numbers") from exc
         secret = env.get("RENKEI_CALLS_WEBHOOK_SECRET")
         return cls(
             roster_file=env.get("RENKEI_CALLS_ROSTER_FILE") or None,
+            ack_timeout=timedelta(seconds=ack),
+            max_rounds=rounds,
             poll_seconds=poll,
             worker=env.get("RENKEI_CALLS_WORKER", "1") != "0",
             overdue_grace=timedelta(seconds=grace),

@@ -66,8 +66,8 @@ class DutyResolver(Protocol):
         """Primary and back-up on duty for the group at ``t`` (roster.duty_at)."""
         ...
 
-    def policy(self, session: Session, group_id: str | None) -> EscalationPolicy:
-        """The group's escalation settings; defaults when ``group_id`` is None."""
+    def policy(self, session: Session, group_id: str | None, t: datetime) -> EscalationPolicy:
+        """The group's escalation settings at ``t``; defaults when ``group_id`` is None."""
         ...
 
     def in_office_hours(self, session: Session, clinic: str, t: datetime) -> bool:
@@ -77,6 +77,74 @@ class DutyResolver(Protocol):
     def next_office_hours_start(self, session: Session, clinic: str, t: datetime) -> datetime:
         """The next instant at or after ``t`` when ``clinic`` opens."""
         ...
+
+
+class RosterDutyResolver:
+    """:class:`DutyResolver` over renkei.roster (rotation groups stored in the database).
+
+    The roster knows groups, duty, office hours and the coordinator; it has no escalation
+    timings, so the acknowledgement timeout and the number of rounds come from
+    ``RENKEI_CALLS_ACK_TIMEOUT_SECONDS`` / ``RENKEI_CALLS_MAX_ROUNDS`` for every group.
+    """
+
+    def __init__(self, ack_timeout: timedelta, max_rounds: int) -> None:
+        self._defaults = EscalationPolicy(ack_timeout=ack_timeout, max_rounds=max_rounds)
+
+    def group_for_clinic(self, session: Session, clinic: str) -> str | None:
+        from renkei import roster
+
+        return roster.group_for_clinic(session, clinic)
+
+    def duty_at(self, session: Session, group_id: str, t: datetime) -> Duty:
+        from renkei import roster
+
+        duty = roster.duty_at(session, group_id, t)
+        seg = duty.segment
+        return Duty(duty.primary, duty.backup, seg.start if seg else None, seg.end if seg else None)
+
+    def policy(self, session: Session, group_id: str | None, t: datetime) -> EscalationPolicy:
+        if group_id is None:
+            return self._defaults
+        from renkei.roster import load_roster
+
+        coordinator = load_roster(session, group_id).config_at(t).coordinator
+        return EscalationPolicy(
+            ack_timeout=self._defaults.ack_timeout,
+            coordinator=coordinator,
+            max_rounds=self._defaults.max_rounds,
+        )
+
+    def in_office_hours(self, session: Session, clinic: str, t: datetime) -> bool:
+        from renkei import roster
+
+        return roster.in_office_hours(session, clinic, t)
+
+    def next_office_hours_start(self, session: Session, clinic: str, t: datetime) -> datetime:
+        """The first start of an office-hours range at or after ``t`` on an open day."""
+        if self.in_office_hours(session, clinic, t):
+            return t
+        from renkei.roster import load_roster
+        from renkei.roster.office import clinic_open
+
+        group = self.group_for_clinic(session, clinic)
+        if group is None:
+            raise ValueError(f"{clinic} has no known office hours")
+        cfg = load_roster(session, group).config_at(t)
+        ref = as_ref("Organization", clinic)
+        member = cfg.clinic(ref)
+        if member is None:
+            raise ValueError(f"{clinic} has no known office hours")
+        hours = member.office_hours
+        local = t.astimezone(cfg.tz)
+        for offset in range(60):
+            day = local.date() + timedelta(days=offset)
+            wd = day.weekday()
+            ranges = hours.weekday if wd < 5 else hours.saturday if wd == 5 else hours.sunday
+            for start, _end in sorted(ranges):
+                candidate = datetime.combine(day, start, cfg.tz)
+                if candidate >= local and clinic_open(cfg, ref, candidate):
+                    return candidate
+        raise ValueError(f"{clinic} opens on no day in the next 60 days")
 
 
 # -- patients -------------------------------------------------------------------------------
@@ -387,17 +455,19 @@ class CallPorts:
 def default_ports(settings: CallSettings) -> CallPorts:
     """The one place the merge swaps in roster, notify and auth-audit implementations.
 
-    - ``duty``: a static roster from ``RENKEI_CALLS_ROSTER_FILE`` (JSON, see
-      docs/urgent-calls.md), or an empty one (every call goes to the primary doctor with
-      a warning). MERGE: adapt renkei.roster (duty_at, in_office_hours, group covering a
-      clinic, coordinator and escalation settings).
+    - ``duty``: renkei.roster through :class:`RosterDutyResolver` (connected), or a static
+      roster from ``RENKEI_CALLS_ROSTER_FILE`` (JSON, see docs/urgent-calls.md) for tests
+      and for a network without rotation groups in the database.
     - ``notifier``: MERGE: renkei.notify.publish(session, event).
     - ``access``: MERGE: the auth-audit sharing policy's duty-access grants.
     """
     from renkei.calls.static_roster import StaticDutyResolver
 
-    path = settings.roster_file
-    duty = StaticDutyResolver.from_file(path) if path else StaticDutyResolver()
+    duty: DutyResolver
+    if settings.roster_file:
+        duty = StaticDutyResolver.from_file(settings.roster_file)
+    else:
+        duty = RosterDutyResolver(settings.ack_timeout, settings.max_rounds)
     return CallPorts(
         duty=duty,
         directory=FhirPatientDirectory(),
@@ -419,6 +489,7 @@ __all__ = [
     "PatientDirectory",
     "PrimaryCare",
     "RecordingNotifier",
+    "RosterDutyResolver",
     "TableDutyAccess",
     "TimelineNotifier",
     "as_ref",

@@ -43,7 +43,7 @@ def plan_route(
     """Decide the chain for a call raised at ``t``."""
     clinic = care.clinic
     group = duty.group_for_clinic(session, clinic) if clinic else None
-    policy = duty.policy(session, group)
+    policy = duty.policy(session, group, t)
     timeout_s = policy.ack_timeout.total_seconds()
     coordinator = policy.coordinator if group else None
     first_contact = care.doctor or clinic

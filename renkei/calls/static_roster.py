@@ -74,7 +74,7 @@ class StaticDutyResolver:
                 return Duty(duty.primary, duty.backup, duty.starts, duty.ends)
         return Duty(None)
 
-    def policy(self, session: Session, group_id: str | None) -> EscalationPolicy:
+    def policy(self, session: Session, group_id: str | None, t: datetime) -> EscalationPolicy:
         group = self._group(group_id) if group_id else None
         return group.policy if group else self.default_policy
 

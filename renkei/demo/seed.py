@@ -9,7 +9,7 @@ import random
 from typing import Any
 
 from renkei.config import Settings
-from renkei.demo.generate import INSTITUTION_NO_SYSTEM, patient
+from renkei.demo.generate import IDE, INSTITUTION_NO_SYSTEM, patient
 from renkei.fhir.context import FhirRequest, RequestContext
 
 DEMO_SEED = 20260401
@@ -26,6 +26,53 @@ ORGANIZATIONS = [
     ("中央総合病院", "hospital", "1350000001"),
 ]
 KIND_SYSTEM = "https://renkei.example.jp/fhir/CodeSystem/organization-kind"
+#: demo staff numbers (職員番号) of the rotation group's doctors
+STAFF_SYSTEM = "https://renkei.example.jp/fhir/sid/demo-staff"
+ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/practitioner-role"
+
+
+def doctor_entries() -> list[dict[str, Any]]:
+    """Practitioner + PractitionerRole of the 6 doctors of the demo rotation group."""
+    from renkei.roster.demo import DEMO_DOCTORS
+
+    entries = []
+    for n, (family, given, kana, clinic) in enumerate(DEMO_DOCTORS, 1):
+        staff = f"demo-dr-{n}"
+        clinic_no = ORGANIZATIONS[clinic][2]
+        kana_family, kana_given = kana.split(" ")
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:pract-{staff}",
+                "resource": {
+                    "resourceType": "Practitioner",
+                    "identifier": [{"system": STAFF_SYSTEM, "value": staff}],
+                    "active": True,
+                    "name": [
+                        {"extension": [{"url": IDE, "valueCode": "IDE"}],
+                         "text": f"{family} {given}", "family": family, "given": [given]},
+                        {"extension": [{"url": IDE, "valueCode": "SYL"}], "text": kana,
+                         "family": kana_family, "given": [kana_given]},
+                    ],
+                },
+                "request": {"method": "POST", "url": "Practitioner",
+                            "ifNoneExist": f"identifier={STAFF_SYSTEM}|{staff}"},
+            }
+        )  # fmt: skip
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "PractitionerRole",
+                    "identifier": [{"system": STAFF_SYSTEM, "value": f"{staff}-role"}],
+                    "active": True,
+                    "practitioner": {"reference": f"urn:uuid:pract-{staff}"},
+                    "organization": {"reference": f"urn:uuid:org-{clinic_no}"},
+                    "code": [{"coding": [{"system": ROLE_SYSTEM, "code": "doctor"}]}],
+                },
+                "request": {"method": "POST", "url": "PractitionerRole",
+                            "ifNoneExist": f"identifier={STAFF_SYSTEM}|{staff}-role"},
+            }
+        )  # fmt: skip
+    return entries
 
 
 def organization(name: str, kind: str, number: str) -> dict[str, Any]:
@@ -53,6 +100,7 @@ def demo_bundle(patient_count: int = 20) -> dict[str, Any]:
                 },
             }
         )
+    entries.extend(doctor_entries())
     rng = random.Random(DEMO_SEED)
     for n in range(1, patient_count + 1):
         clinic = ORGANIZATIONS[(n - 1) % 4]
@@ -72,6 +120,31 @@ def demo_bundle(patient_count: int = 20) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
+def _seed_roster(services: Any, session: Any) -> dict[str, Any]:
+    """The rotation group of the four demo clinics and their six doctors (idempotent)."""
+    from renkei.roster.demo import DEMO_DOCTORS, seed_demo_roster
+    from renkei.roster.service import fhir_search
+
+    search = fhir_search(services.engine, session)
+
+    def one(res_type: str, system: str, value: str) -> str:
+        (res_id,) = search(res_type, [("identifier", f"{system}|{value}")])
+        return f"{res_type}/{res_id}"
+
+    clinics = [one("Organization", INSTITUTION_NO_SYSTEM, o[2]) for o in ORGANIZATIONS[:4]]
+    doctors = [
+        one("PractitionerRole", STAFF_SYSTEM, f"demo-dr-{n}-role")
+        for n in range(1, len(DEMO_DOCTORS) + 1)
+    ]
+    return seed_demo_roster(
+        session,
+        services.clock,
+        clinics=clinics,
+        doctors=doctors,
+        repository=services.engine.repository(session),
+    )
+
+
 def seed_demo(settings: Settings) -> dict[str, Any]:
     from renkei.app import build_services
 
@@ -82,11 +155,13 @@ def seed_demo(settings: Settings) -> dict[str, Any]:
                 session,
                 FhirRequest("POST", "", body=demo_bundle(), context=RequestContext()),
             )
+            roster = _seed_roster(services, session)
         statuses = [e["response"]["status"] for e in (resp.body or {}).get("entry", [])]
         return {
             "ok": True,
             "created": sum(s.startswith("201") for s in statuses),
             "existing": sum(s.startswith("200") for s in statuses),
+            "roster": roster,
         }
     finally:
         services.db.dispose()

@@ -1,0 +1,161 @@
+"""The demo network's rotation group: 4 clinics, 6 doctors, a year of roster.
+
+城南在宅輪番グループ covers weekday nights 18:00-09:00, Saturday 13:00 to Monday 09:00,
+national holidays and 年末年始 (12/29-1/3), with a daily primary rotation, a weekly
+back-up rotation, and a few overrides and a swap such as a real group accumulates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from renkei.auth.principal import Principal
+from renkei.clock import Clock
+from renkei.roster import service
+from renkei.roster.config import parse_config
+from renkei.roster.errors import GroupNotFound
+from renkei.roster.snapshot import on_duty
+from renkei.roster.windows import local_instant
+
+DEMO_GROUP_ID = "demo-jonan"
+DEMO_ACTOR = Principal(subject="demo-seed", kind="operator")
+#: (family, given, kana, clinic index); the first doctor is also the coordinator
+DEMO_DOCTORS = [
+    ("佐藤", "一郎", "サトウ イチロウ", 0),
+    ("高橋", "美咲", "タカハシ ミサキ", 0),
+    ("鈴木", "健", "スズキ ケン", 1),
+    ("田中", "裕子", "タナカ ユウコ", 2),
+    ("伊藤", "誠", "イトウ マコト", 2),
+    ("渡辺", "聡", "ワタナベ サトシ", 3),
+]
+_CLINIC_NAMES = [
+    "さくら在宅クリニック",
+    "ひまわり内科クリニック",
+    "けやき診療所",
+    "みどり在宅医療クリニック",
+]
+
+
+def demo_group_config(clinics: list[str], doctors: list[str], start: datetime) -> dict[str, Any]:
+    """The demo group's definition, given the demo's Organization and PractitionerRole refs."""
+    if len(clinics) != 4 or len(doctors) != 6:
+        raise ValueError("the demo group has 4 clinics and 6 doctors")
+    weekday = ["09:00-12:30", "14:00-18:00"]
+    return {
+        "name": "城南在宅輪番グループ",
+        "timezone": "Asia/Tokyo",
+        "effective_from": start.isoformat(),
+        "coordinator": doctors[0],
+        "clinics": [
+            {
+                "id": ref,
+                "name": name,
+                "office_hours": {
+                    "weekday": weekday if i != 2 else ["09:00-12:00", "15:00-18:30"],
+                    "saturday": ["09:00-13:00"] if i != 3 else [],
+                },
+            }
+            for i, (ref, name) in enumerate(zip(clinics, _CLINIC_NAMES, strict=True))
+        ],
+        "doctors": [
+            {"id": ref, "name": f"{family} {given}"}
+            for ref, (family, given, _, _) in zip(doctors, DEMO_DOCTORS, strict=True)
+        ],
+        "windows": [
+            {
+                "name": "平日夜間",
+                "days": ["mon", "tue", "wed", "thu", "fri"],
+                "start": "18:00",
+                "end": "09:00",
+            },
+            {
+                "name": "週末",
+                "days": ["sat"],
+                "start": "13:00",
+                "end": "09:00",
+                "end_days_later": 2,
+            },
+        ],
+        "holidays": {"national": True, "start": "09:00", "end": "09:00"},
+        "closures": [
+            {"name": "年末年始", "from": "12-29", "to": "01-03"},
+            {
+                "name": "夏季休診",
+                "from": f"{start.year}-08-13",
+                "to": f"{start.year}-08-16",
+                "clinics": [clinics[2]],
+            },
+        ],
+        "rotation": {
+            "primary": {"doctors": doctors, "per": "day", "handoff": "09:00"},
+            "backup": {
+                "doctors": [doctors[i] for i in (3, 5, 1, 4, 0, 2)],
+                "per": "week",
+                "handoff": "09:00",
+                "handoff_day": "mon",
+            },
+        },
+    }
+
+
+def seed_demo_roster(
+    session: Session,
+    clock: Clock,
+    *,
+    clinics: list[str],
+    doctors: list[str],
+    repository: service.Reader | None = None,
+) -> dict[str, Any]:
+    """Create the demo group once (idempotent), with overrides and a swap in the coming weeks."""
+    try:
+        existing = service.load_roster(session, DEMO_GROUP_ID)
+        return {"group": DEMO_GROUP_ID, "created": False, "version": existing.version}
+    except GroupNotFound:
+        pass
+    now = clock.now()
+    tz = parse_config(demo_group_config(clinics, doctors, now)).tz
+    today = now.astimezone(tz).date()
+    start = local_instant(today.replace(day=1), time(0), tz)
+    view = service.create_group(
+        session,
+        clock,
+        DEMO_ACTOR,
+        demo_group_config(clinics, doctors, start),
+        repository=repository,
+        group_id=DEMO_GROUP_ID,
+    )
+
+    def night(days_ahead: int) -> tuple[datetime, datetime]:
+        day = today + timedelta(days=days_ahead)
+        while day.weekday() >= 5:  # a weekday night
+            day += timedelta(days=1)
+        return local_instant(day, time(18), tz), local_instant(day + timedelta(1), time(9), tz)
+
+    conference = night(10)
+    service.add_override(
+        session, clock, DEMO_ACTOR, view.id, layer="primary", assignee=doctors[5],
+        start=conference[0], end=conference[1], reason="学会出張のため渡辺医師が代行",
+    )  # fmt: skip
+    backup_start = local_instant(today + timedelta(days=20), time(9), tz)
+    service.add_override(
+        session, clock, DEMO_ACTOR, view.id, layer="backup", assignee=doctors[1],
+        start=backup_start, end=backup_start + timedelta(days=3), reason="副当番 休暇交代",
+    )  # fmt: skip
+    roster = service.load_roster(session, view.id)
+    first, second = night(3), night(5)
+    if on_duty(roster, first[0]).primary != on_duty(roster, second[0]).primary:
+        service.swap(
+            session, clock, DEMO_ACTOR, view.id, layer="primary",
+            first=first, second=second, reason="当番交代（双方合意）",
+        )  # fmt: skip
+    return {
+        "group": view.id,
+        "created": True,
+        "version": service.load_roster(session, view.id).version,
+    }
+
+
+__all__ = ["DEMO_DOCTORS", "DEMO_GROUP_ID", "demo_group_config", "seed_demo_roster"]
