@@ -105,6 +105,18 @@ def _task_listener(rt: CallRuntime) -> Callable[[Session, RequestContext, Stored
     def on_write(session: Session, ctx: RequestContext, stored: StoredResource) -> None:
         if stored.res_type != "Task" or ctx.extra.get(INTERNAL):
             return
+        if stored.version_id == 1 and stored.content is not None:
+            # a brand-new Task cannot have a call yet: skip the lookup
+            if is_urgent_call(stored.content) and stored.content.get("status") in INTAKE_STATUSES:
+                try:
+                    intake_task(
+                        rt, session, rt.engine.clock, stored.content, _actor_of(ctx.principal)
+                    )
+                except DuplicateCall as exc:
+                    raise Conflict(exc.message) from exc
+                except CallError as exc:
+                    raise BadRequest(exc.message, expression=("Task",)) from exc
+            return
         row = _load(session, stored.res_id, lock=True)
         actor = _actor_of(ctx.principal)
         if stored.content is None:  # the Task was deleted: nobody must keep waiting on it
@@ -635,6 +647,8 @@ def _page(rt: CallRuntime, session: Session, now: datetime, row: Any, page: esc.
         f"page:{page.step_seq}",
         {"step": step},
     )
+    if not rt.channels:
+        return
     _deliver(
         rt,
         session,
