@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -17,12 +18,14 @@ from fastapi.responses import Response
 from renkei import __version__
 from renkei.auth.principal import Principal
 from renkei.calls import CallRuntime, CallSettings, Worker, build_runtime
+from renkei.calls.ports import NotifyBusNotifier, default_ports
 from renkei.clock import Clock, SystemClock
 from renkei.config import Settings
 from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy, AllowAll
 from renkei.fhir.searching import BasicIndexWriter, BasicSearch
+from renkei.notify import NotifyConfig, NotifyService
 from renkei.store.db import Database
 
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
@@ -42,6 +45,8 @@ class Services:
     authenticate: Authenticator | None = None
     #: urgent calls: ports, channels and settings (renkei.calls)
     calls: CallRuntime | None = None
+    #: outbox, websockets, FHIR Subscriptions (set by build_services)
+    notify: NotifyService | None = None
 
 
 def build_services(
@@ -50,6 +55,8 @@ def build_services(
     clock: Clock | None = None,
     policy: AccessPolicy | None = None,
     call_settings: CallSettings | None = None,
+    notify_config: NotifyConfig | None = None,
+    notify_kwargs: dict[str, Any] | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     db = Database(str(settings.database_url), echo=settings.sql_echo)
@@ -63,8 +70,20 @@ def build_services(
             default_count=settings.default_page_size, max_count=settings.max_page_size
         ),
     )
-    calls = build_runtime(call_settings or CallSettings.from_env(), engine)
-    return Services(settings=settings, db=db, clock=clock, engine=engine, calls=calls)
+    config = notify_config or NotifyConfig(
+        redis_url=str(settings.redis_url) if settings.redis_url else None
+    )
+    # The websocket token verifier is connected to the auth package's JWT verification at
+    # merge time (notify_kwargs={"token_verifier": ...}); until then websockets refuse all.
+    notify = NotifyService(db, clock, engine, config, **(notify_kwargs or {}))
+    notify.install(engine)
+    call_settings = call_settings or CallSettings.from_env()
+    call_ports = default_ports(call_settings)
+    call_ports.notifier = NotifyBusNotifier(clock)
+    calls = build_runtime(call_settings, engine, ports=call_ports)
+    return Services(
+        settings=settings, db=db, clock=clock, engine=engine, calls=calls, notify=notify
+    )
 
 
 def create_app(
@@ -80,6 +99,8 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         import asyncio
 
+        if services.notify is not None:
+            await services.notify.start()
         worker_task = None
         if services.calls is not None and services.calls.settings.worker:
             worker = Worker(services.db.session, services.clock, services.calls)
@@ -90,6 +111,8 @@ def create_app(
             if worker_task is not None:
                 worker.stop()
                 await worker_task
+            if services.notify is not None:
+                await services.notify.stop()
             services.db.dispose()
 
     app = FastAPI(
@@ -104,10 +127,12 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
 
-    from renkei.api import calls, fhir, health, oncall
+    from renkei.api import calls, fhir, health, oncall, subscriptions, ws
 
     app.include_router(health.router)
     app.include_router(fhir.router)
+    app.include_router(ws.router)
+    app.include_router(subscriptions.router)
     app.include_router(oncall.router)
     oncall.register_error_handlers(app)
     app.include_router(calls.router)

@@ -24,6 +24,7 @@ from renkei.store.models import resource
 
 if TYPE_CHECKING:
     from renkei.calls.config import CallSettings
+    from renkei.clock import Clock
 
 
 # -- roster ---------------------------------------------------------------------------------
@@ -340,6 +341,36 @@ class TimelineNotifier:
         )
 
 
+class NotifyBusNotifier:
+    """:class:`Notifier` over renkei.notify: an outbox row in the step's transaction.
+
+    The event reaches the recipients' websockets (``kind`` "call", ``action`` the topic's
+    last part: page, update, failed, overdue) and stays in the call timeline as well.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def publish(self, session: Session, event: BusEvent) -> None:
+        from renkei.notify import Event, publish
+
+        call = event.payload.get("call") or {}
+        publish(
+            session,
+            Event(
+                kind="call",
+                action=event.topic.rsplit(".", 1)[-1],
+                res_type="Task",
+                res_id=event.call_id,
+                patient=call.get("patient"),
+                audience=event.recipients,
+                data={"key": event.key, "step": event.step, **event.payload},
+            ),
+            clock=self._clock,
+        )
+        TimelineNotifier().publish(session, event)
+
+
 @dataclass
 class RecordingNotifier:
     """Keeps events in memory as well as in the timeline (tests assert on ``events``)."""
@@ -458,7 +489,8 @@ def default_ports(settings: CallSettings) -> CallPorts:
     - ``duty``: renkei.roster through :class:`RosterDutyResolver` (connected), or a static
       roster from ``RENKEI_CALLS_ROSTER_FILE`` (JSON, see docs/urgent-calls.md) for tests
       and for a network without rotation groups in the database.
-    - ``notifier``: MERGE: renkei.notify.publish(session, event).
+    - ``notifier``: the timeline only; ``create_app`` swaps in :class:`NotifyBusNotifier`
+      (renkei.notify.publish) when the notify service is built.
     - ``access``: MERGE: the auth-audit sharing policy's duty-access grants.
     """
     from renkei.calls.static_roster import StaticDutyResolver
@@ -486,6 +518,7 @@ __all__ = [
     "EscalationPolicy",
     "FhirPatientDirectory",
     "Notifier",
+    "NotifyBusNotifier",
     "PatientDirectory",
     "PrimaryCare",
     "RecordingNotifier",

@@ -96,7 +96,7 @@ def capability_statement(engine: FhirEngine, base_url: str) -> dict[str, Any]:
     }
     if system_ops:
         rest["operation"] = system_ops
-    return {
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": "2026-11-30",
@@ -108,3 +108,6 @@ def capability_statement(engine: FhirEngine, base_url: str) -> dict[str, Any]:
         "patchFormat": ["application/json-patch+json"],
         "rest": [rest],
     }
+    for amend in engine.capability_amenders:
+        amend(statement)
+    return statement

@@ -84,6 +84,8 @@ class FhirEngine:
     write_listeners: list[Callable[[Session, RequestContext, StoredResource], None]] = field(
         default_factory=list
     )
+    #: called with the CapabilityStatement before it is served (Subscriptions topics...)
+    capability_amenders: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 
     # -- entry points ----------------------------------------------------------------------
 
