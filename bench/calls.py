@@ -1,4 +1,4 @@
-"""Urgent-call intake latency: a call created until it is routed and its page is committed.
+"""Urgent-call intake latency: a call created until the doctor on duty's websocket has the page.
 
     python -m bench.calls            # alone: SQLite, and PostgreSQL when one answers
     python -m bench --only calls     # through the bench runner, via run(report, ctx)
@@ -8,10 +8,11 @@ it goes to the rotation group's doctor on duty). Each sample is one ``POST /fhir
 (an urgent-call Task, as an EHR or nurse app sends it) until its 201 response: by then
 the call row exists, the chain is snapshotted, ``Task.owner`` names the doctor on duty,
 the "notified" timeline event and the page's bus event are committed in the same
-transaction. Concurrency 1 (sequential) and 100 (bursts of 100 at once).
+transaction. The second figure runs until the page event arrives on the doctor on
+duty's open websocket (renkei.notify, topic ``my-calls``). Concurrency 1 (sequential) and
+100 (bursts of 100 at once).
 
-Target (issue 7): p99 <= 200 ms with 100 concurrent calls on PostgreSQL. The websocket
-leg (bus -> the doctor's open connection) is measured once renkei.notify is connected.
+Target (issue 7): p99 <= 200 ms to the websocket with 100 concurrent calls on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from renkei.fhir.capability import RENKEI_CODESYSTEM  # noqa: E402
 
 TARGET_P99_MS = 200.0
 CONCURRENCY = 100
+WS_TOKEN = "bench-" + uuid.uuid4().hex
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -141,8 +143,30 @@ def _task(net: dict[str, Any], n: int) -> dict[str, Any]:
 # -- server ---------------------------------------------------------------------------------
 
 
+# -- server ---------------------------------------------------------------------------------
+
+
+def make_app() -> Any:
+    """BENCH ONLY: the normal app, plus a websocket token for the doctor on duty.
+
+    The auth package's token verification is not what is measured; the bench hands the
+    notify hub a one-entry map (``RENKEI_BENCH_WS_TOKEN`` -> the duty PractitionerRole).
+    """
+    from renkei.app import build_services, create_app
+    from renkei.auth.principal import Principal
+    from renkei.config import Settings
+
+    settings = Settings.from_env()
+    token, role = os.environ["RENKEI_BENCH_WS_TOKEN"], os.environ["RENKEI_BENCH_WS_ROLE"]
+    principal = Principal(subject="bench-duty", kind="user", practitioner_role_id=role)
+    services = build_services(
+        settings, notify_kwargs={"token_verifier": lambda t: principal if t == token else None}
+    )
+    return create_app(settings, services=services)
+
+
 @contextmanager
-def _server(database_url: str, roster: str) -> Iterator[str]:
+def _server(database_url: str, roster: str, duty: str) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -151,10 +175,15 @@ def _server(database_url: str, roster: str) -> Iterator[str]:
         "RENKEI_DATABASE_URL": database_url,
         "RENKEI_DATA_DIR": tempfile.mkdtemp(prefix="renkei-bench-"),
         "RENKEI_CALLS_ROSTER_FILE": roster,
+        "RENKEI_BENCH_WS_TOKEN": WS_TOKEN,
+        "RENKEI_BENCH_WS_ROLE": duty,
+        "PYTHONPATH": str(ROOT),
     }
-    log = tempfile.NamedTemporaryFile(prefix="renkei-bench-calls-", suffix=".log", delete=False)  # noqa: SIM115
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+        prefix="renkei-bench-calls-", suffix=".log", delete=False
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "renkei.app:create_app", "--factory", "--host",
+        [sys.executable, "-m", "uvicorn", "bench.calls:make_app", "--factory", "--host",
          "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
         env=env, stdout=log, stderr=log, cwd=ROOT,
     )  # fmt: skip
@@ -182,32 +211,82 @@ def _server(database_url: str, roster: str) -> Iterator[str]:
 # -- measurement ----------------------------------------------------------------------------
 
 
-async def _create(client: httpx.AsyncClient, net: dict[str, Any], n: int) -> float:
+class _Pages:
+    """The duty doctor's websocket: when each Task's page arrived (perf_counter)."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.waiters: dict[str, asyncio.Future[float]] = {}
+
+    async def listen(self, url: str, ready: asyncio.Event) -> None:
+        import websockets
+
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": WS_TOKEN}))
+            await ws.send(json.dumps({"type": "subscribe", "id": "c", "topic": "my-calls"}))
+            async for raw in ws:
+                msg = json.loads(raw)
+                if msg.get("type") == "subscribed":
+                    ready.set()
+                event = msg.get("event") or {}
+                if msg.get("type") == "event" and event.get("action") == "page":
+                    ref = event.get("resource", "")
+                    now = time.perf_counter()
+                    self.arrived.setdefault(ref, now)
+                    waiter = self.waiters.get(ref)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(now)
+
+    async def wait(self, ref: str, timeout: float = 60) -> float:
+        if ref in self.arrived:
+            return self.arrived[ref]
+        waiter = self.waiters.setdefault(ref, asyncio.get_running_loop().create_future())
+        return await asyncio.wait_for(waiter, timeout)
+
+
+async def _create(
+    client: httpx.AsyncClient, pages: _Pages, net: dict[str, Any], n: int
+) -> tuple[float, float]:
+    """(create→201 ms, create→page on the doctor's websocket ms)."""
     started = time.perf_counter()
     resp = await client.post(
         "/fhir/Task", json=_task(net, n), headers={"Content-Type": "application/fhir+json"}
     )
-    elapsed = (time.perf_counter() - started) * 1000
+    answered = time.perf_counter()
     if resp.status_code != 201:
         raise RuntimeError(f"create failed: {resp.status_code} {resp.text[:300]}")
-    return elapsed
+    paged = await pages.wait(f"Task/{resp.json()['id']}")
+    return (answered - started) * 1000, (paged - started) * 1000
 
 
 async def _measure(base: str, net: dict[str, Any], sequential: int, bursts: int) -> dict[str, Any]:
+    pages = _Pages()
+    ready = asyncio.Event()
+    listener = asyncio.create_task(pages.listen(base.replace("http://", "ws://") + "/ws", ready))
+    await asyncio.wait_for(ready.wait(), 30)
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
-        for n in range(5):  # warm-up
-            await _create(client, net, 1_000_000 + n)
-        seq = [await _create(client, net, n) for n in range(sequential)]
-        burst: list[float] = []
-        started = time.perf_counter()
-        for b in range(bursts):
-            first = 10_000 + b * CONCURRENCY
-            burst += await asyncio.gather(
-                *(_create(client, net, first + i) for i in range(CONCURRENCY))
-            )
-        wall = time.perf_counter() - started
-    return {"sequential": seq, "burst": burst, "throughput": len(burst) / wall}
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+            for n in range(5):  # warm-up
+                await _create(client, pages, net, 1_000_000 + n)
+            seq = [await _create(client, pages, net, n) for n in range(sequential)]
+            burst: list[tuple[float, float]] = []
+            started = time.perf_counter()
+            for b in range(bursts):
+                first = 10_000 + b * CONCURRENCY
+                burst += await asyncio.gather(
+                    *(_create(client, pages, net, first + i) for i in range(CONCURRENCY))
+                )
+            wall = time.perf_counter() - started
+    finally:
+        listener.cancel()
+    return {
+        "sequential": [a for a, _ in seq],
+        "sequential_ws": [w for _, w in seq],
+        "burst": [a for a, _ in burst],
+        "burst_ws": [w for _, w in burst],
+        "throughput": len(burst) / wall,
+    }
 
 
 def _verify(database_url: str, net: dict[str, Any], expected: int) -> int:
@@ -236,7 +315,7 @@ def measure(database_url: str, scale: float = 1.0) -> dict[str, Any]:
     roster = _roster_file(net)
     sequential, bursts = max(10, int(50 * scale)), max(1, int(3 * scale))
     try:
-        with _server(database_url, roster) as base:
+        with _server(database_url, roster, net["duty"]) as base:
             result = asyncio.run(_measure(base, net, sequential, bursts))
     finally:
         os.unlink(roster)
@@ -247,10 +326,12 @@ def measure(database_url: str, scale: float = 1.0) -> dict[str, Any]:
 def run(report: Any, ctx: Any) -> None:
     """The bench runner's entry point: figures for ``ctx.backend`` into ``report``."""
     result = measure(ctx.database_url, getattr(ctx, "scale", 1.0))
-    report.latency("create→routed+paged, 1 client", result["sequential"])
+    report.latency("create→routed (201), 1 client", result["sequential"])
+    report.latency("create→page on websocket, 1 client", result["sequential_ws"])
+    report.latency(f"create→routed (201), {CONCURRENCY} concurrent", result["burst"])
     report.latency(
-        f"create→routed+paged, {CONCURRENCY} concurrent",
-        result["burst"],
+        f"create→page on websocket, {CONCURRENCY} concurrent",
+        result["burst_ws"],
         p99_target=TARGET_P99_MS,
         backend_only="postgresql",
     )
@@ -262,58 +343,63 @@ def _pct(samples: list[float], pct: float) -> float:
     return ordered[max(0, round(pct / 100 * len(ordered)) - 1)]
 
 
-def main() -> int:
+@contextmanager
+def _databases() -> Iterator[list[tuple[str, str]]]:
+    """A fresh SQLite file, and a fresh PostgreSQL database when a server answers."""
+    import psycopg
+
     from renkei.store.migrate import upgrade
 
-    backends: list[tuple[str, Any]] = []
     folder = tempfile.mkdtemp(prefix="renkei-bench-")
-    sqlite_url = f"sqlite:///{folder}/calls.db"
-    upgrade(sqlite_url)
-    backends.append(("sqlite", sqlite_url))
+    out = [("sqlite", f"sqlite:///{folder}/calls.db")]
+    upgrade(out[0][1])
     admin = os.environ.get("RENKEI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1/test")
-    pg_name = None
+    plain = admin.replace("postgresql+psycopg://", "postgresql://")
+    name = f"renkei_bench_calls_{uuid.uuid4().hex[:8]}"
+    created = False
     try:
-        import psycopg
-
-        plain = admin.replace("postgresql+psycopg://", "postgresql://")
-        pg_name = f"renkei_bench_calls_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(plain, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{pg_name}"')
-        pg_url = (
-            "postgresql+psycopg://" + plain.rsplit("/", 1)[0].split("://", 1)[1] + f"/{pg_name}"
-        )
-        upgrade(pg_url)
-        backends.append(("postgresql", pg_url))
-    except Exception as exc:  # no server: SQLite only
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created = True
+        url = "postgresql+psycopg://" + plain.rsplit("/", 1)[0].split("://", 1)[1] + f"/{name}"
+        upgrade(url)
+        out.append(("postgresql", url))
+    except psycopg.Error as exc:
         print(f"PostgreSQL not measured: {exc}")
-        pg_name = None
-    ok = True
     try:
+        yield out
+    finally:
+        if created:
+            with psycopg.connect(plain, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> int:
+    ok = True
+    with _databases() as backends:
         for backend, url in backends:
             r = measure(url)
             print(f"[{backend}] {r['verified']} calls routed and paged, checked in the database")
-            for label, samples in (
-                ("1 client", r["sequential"]),
-                (f"{CONCURRENCY} concurrent", r["burst"]),
-            ):
+            series = (
+                ("201, 1 client", r["sequential"]),
+                ("websocket, 1 client", r["sequential_ws"]),
+                (f"201, {CONCURRENCY} concurrent", r["burst"]),
+                (f"websocket, {CONCURRENCY} concurrent", r["burst_ws"]),
+            )
+            for label, samples in series:
                 print(
-                    f"[{backend}] create→routed+paged, {label:>14}: median "
+                    f"[{backend}] create→{label:>24}: median "
                     f"{statistics.median(samples):7.1f} ms  p95 {_pct(samples, 95):7.1f} ms  "
                     f"p99 {_pct(samples, 99):7.1f} ms  (n={len(samples)})"
                 )
-            print(
-                f"[{backend}] throughput at {CONCURRENCY} concurrent: {r['throughput']:.1f} calls/s"
-            )
+            print(f"[{backend}] {r['throughput']:.1f} calls/s at {CONCURRENCY} concurrent")
             if backend == "postgresql":
-                ok = _pct(r["burst"], 99) <= TARGET_P99_MS
-                print(f"target p99 <= {TARGET_P99_MS:.0f} ms (PostgreSQL, 100 concurrent): "
-                      f"{'met' if ok else 'MISSED'}")  # fmt: skip
-    finally:
-        if pg_name:
-            import psycopg
-
-            with psycopg.connect(plain, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+                ok = _pct(r["burst_ws"], 99) <= TARGET_P99_MS
+                verdict = "met" if ok else "MISSED"
+                print(
+                    f"target: p99 to the websocket <= {TARGET_P99_MS:.0f} ms at "
+                    f"{CONCURRENCY} concurrent on PostgreSQL: {verdict}"
+                )
     return 0 if ok else 1
 
 
