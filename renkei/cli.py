@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: Other packages add their sub-commands here (auth: org/user/client/token, audit ...).
 _EXTENSIONS: list[Callable[[Any], None]] = []
 #: Modules that append their register function to _EXTENSIONS when imported.
-_EXTENSION_MODULES: list[str] = ["renkei.roster.cli"]
+_EXTENSION_MODULES: list[str] = ["renkei.roster.cli", "renkei.calls.cli"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from renkei.calls.channels import ChannelError, Delivery
-from renkei.calls.escalation import FINAL_STATES
+from renkei.calls.escalation import FINAL_STATES, TIMED_STATES
 from renkei.calls.models import call, call_delivery
 from renkei.calls.service import (
     STEP_CONFLICTS,
@@ -70,7 +70,8 @@ def run_once(
 ) -> WorkerReport:
     """Run every due step (one transaction each), send due deliveries, then self-check."""
     report = WorkerReport()
-    for _ in range(max_steps):
+    steps = max_steps if _anything_due(session_factory, clock) else 0
+    for _ in range(steps):
         outcome = _one_step(session_factory, clock, runtime)
         if outcome is None:
             break
@@ -86,6 +87,17 @@ def run_once(
         with session_factory(write=True) as session:
             report.overdue = self_check(runtime, session, clock)["count"]
     return report
+
+
+def _anything_due(session_factory: SessionFactory, clock: Clock) -> bool:
+    """A read-only look first, so an idle worker never takes SQLite's write lock."""
+    with session_factory() as session:
+        row = session.execute(
+            sa.select(call.c.id)
+            .where(call.c.state.in_(sorted(TIMED_STATES)), call.c.next_due_at <= clock.now())
+            .limit(1)
+        ).first()
+    return row is not None
 
 
 def _one_step(session_factory: SessionFactory, clock: Clock, rt: CallRuntime) -> str | None:
