@@ -127,7 +127,7 @@ def test_kill_9_between_steps_every_call_ends_right_and_no_step_repeats(
                     headers={"Authorization": "Bearer duty"},
                 )
                 assert resp.status_code == 200, resp.text
-        states = _wait_final(url, ids, timeout=40)
+        states = _wait_final(url, ids, timeout=120)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             pending = scalar_rows(url, "SELECT pk FROM call_delivery WHERE delivered_at IS NULL")
@@ -169,7 +169,7 @@ def test_two_replicas_200_concurrent_calls_no_step_runs_twice(
                     pool.map(lambda n: post_task(client, servers[n % 2].url, net, n), range(200))
                 )
             assert len(set(ids)) == 200
-            states = _wait_final(url, ids, timeout=90)
+            states = _wait_final(url, ids, timeout=240)
             metrics = [client.get(f"{s.url}/metrics").text for s in servers]
     finally:
         for server in servers:
