@@ -31,14 +31,16 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory check
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+LINT_PATHS := renkei tests $(wildcard bench)
+
 check: $(STAMP)
-	$(BIN)/ruff check renkei tests bench
-	$(BIN)/ruff format --check renkei tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix renkei tests bench
-	$(BIN)/ruff format renkei tests bench
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
 
 ## bench: reproducible figures (SQLite always, PostgreSQL when RENKEI_BENCH_POSTGRES_URL is set)
 bench: $(STAMP)

@@ -21,11 +21,13 @@ from renkei.calls import CallRuntime, CallSettings, Worker, build_runtime
 from renkei.calls.ports import NotifyBusNotifier, default_ports
 from renkei.clock import Clock, SystemClock
 from renkei.config import Settings
+from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.engine import EngineSettings, FhirEngine
 from renkei.fhir.outcome import Issue, operation_outcome
 from renkei.fhir.policy import AccessPolicy, AllowAll
 from renkei.fhir.searching import BasicIndexWriter, BasicSearch
 from renkei.notify import NotifyConfig, NotifyService
+from renkei.store.blobs import BlobStore
 from renkei.store.db import Database
 
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
@@ -61,7 +63,9 @@ def build_services(
     clock = clock or SystemClock()
     db = Database(str(settings.database_url), echo=settings.sql_echo)
     policy = policy or AllowAll()
+    binaries = BinaryPolicy(BlobStore(settings.data_dir / "attachments"))
     engine = FhirEngine(
+        binaries=binaries,
         clock=clock,
         indexer=BasicIndexWriter(),
         search=BasicSearch(policy),
@@ -99,6 +103,12 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         import asyncio
 
+        # Load the FHIR type registry now, not on the first client's request.
+        from starlette.concurrency import run_in_threadpool
+
+        from renkei.fhir.validate import supported_types
+
+        await run_in_threadpool(supported_types)
         if services.notify is not None:
             await services.notify.start()
         worker_task = None
@@ -128,7 +138,9 @@ def create_app(
     app.state.services = services
 
     from renkei.api import calls, fhir, health, oncall, subscriptions, ws
+    from renkei.api.middleware import RequestMiddleware
 
+    app.add_middleware(RequestMiddleware)
     app.include_router(health.router)
     app.include_router(fhir.router)
     app.include_router(ws.router)

@@ -49,7 +49,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         from renkei.demo import seed_demo
 
         seed_demo(settings)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    from renkei.logs import configure_logging
+
+    configure_logging()
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        timeout_graceful_shutdown=20,
+    )
     return {"ok": True}
 
 
@@ -71,17 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    for module in _EXTENSION_MODULES:
-        importlib.import_module(module)
-    for register in _EXTENSIONS:
+    for register in _extensions():
         register(sub)
     return parser
 
 
-#: Other packages add their sub-commands here (auth: org/user/client/token, audit ...).
-_EXTENSIONS: list[Callable[[Any], None]] = []
-#: Modules that append their register function to _EXTENSIONS when imported.
-_EXTENSION_MODULES: list[str] = ["renkei.roster.cli", "renkei.calls.cli"]
+#: Modules that add sub-commands: each has ``register(subparsers)``. Listed here rather
+#: than registered on import, so the command set never depends on import order.
+EXTENSION_MODULES: tuple[str, ...] = ("renkei.ops.cli", "renkei.roster.cli", "renkei.calls.cli")
+
+
+def _extensions() -> list[Callable[[Any], None]]:
+
+    return [importlib.import_module(name).register for name in EXTENSION_MODULES]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ Only JSON is served (the CapabilityStatement says so); XML asks get 406.
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 from typing import Any
@@ -57,14 +58,32 @@ def _negotiate(request: Request) -> None:
     kinds = [a.split(";")[0].strip().lower() for a in accept.split(",")]
     if any(k in _JSON_TYPES or k in ("*/*", "application/*") for k in kinds):
         return
+    if _is_binary_path(request.url.path.removeprefix("/fhir/")):
+        return  # a Binary may be asked for in its own media type
     if any(k in _XML_TYPES for k in kinds):
         raise NotAcceptable("this server speaks FHIR JSON only (Accept: application/fhir+json)")
 
 
-def _parse_body(raw: bytes, content_type: str, method: str) -> Any:
+def _is_binary_path(path: str) -> bool:
+    parts = [p for p in path.split("/") if p]
+    return bool(parts) and parts[0] == "Binary" and len(parts) <= 2
+
+
+def _parse_body(raw: bytes, content_type: str, method: str, path: str = "") -> Any:
     if not raw:
         return None
     media = content_type.split(";")[0].strip().lower()
+    if _is_binary_path(path) and method in ("POST", "PUT") and media and media not in _JSON_TYPES:
+        # https://hl7.org/fhir/R4/binary.html#rest: native content becomes a Binary
+        body: dict[str, Any] = {
+            "resourceType": "Binary",
+            "contentType": media,
+            "data": base64.b64encode(raw).decode("ascii"),
+        }
+        parts = [p for p in path.split("/") if p]
+        if method == "PUT" and len(parts) == 2:
+            body["id"] = parts[1]
+        return body
     if media == "application/x-www-form-urlencoded":
         try:
             return parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
@@ -107,14 +126,14 @@ async def fhir_endpoint(path: str, request: Request) -> Response:
         _negotiate(request)
         raw = await request.body()
         content_type = request.headers.get("content-type", "")
-        body = _parse_body(raw, content_type, method)
+        body = _parse_body(raw, content_type, method, path)
         principal = await principal_of(request)
     except FhirError as exc:
         return render(error_response(exc), pretty=pretty)
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_pretty",)]
     ctx = RequestContext(
         principal=principal,
-        request_id=request.headers.get("x-request-id") or uuid.uuid4().hex,
+        request_id=getattr(request.state, "request_id", None) or uuid.uuid4().hex,
         remote_addr=request.client.host if request.client else None,
         base_url=base_url(request),
     )
@@ -128,8 +147,30 @@ async def fhir_endpoint(path: str, request: Request) -> Response:
         context=ctx,
     )
     resp = await run_in_threadpool(_run, request.app.state.services, freq)
-    resp.headers.setdefault("X-Request-Id", ctx.request_id)
+    native = _native_binary(request, path, resp)
+    if native is not None:
+        return native
     return render(resp, pretty=pretty, head=method == "HEAD")
+
+
+def _native_binary(request: Request, path: str, resp: FhirResponse) -> Response | None:
+    """A Binary read asked for in its own type (Accept: image/jpeg...) is served raw."""
+    if request.method != "GET" or resp.status != 200 or not _is_binary_path(path):
+        return None
+    body = resp.body or {}
+    if body.get("resourceType") != "Binary" or "data" not in body:
+        return None
+    accept = [a.split(";")[0].strip().lower() for a in request.headers.get("accept", "").split(",")]
+    wanted = str(body.get("contentType", "")).lower()
+    if wanted not in accept and not any(
+        a.endswith("/*") and a != "*/*" and wanted.startswith(a[:-1]) for a in accept
+    ):
+        return None
+    return Response(
+        base64.b64decode(body["data"]),
+        media_type=wanted or "application/octet-stream",
+        headers=resp.headers,
+    )
 
 
 def _run(services: Any, freq: FhirRequest) -> FhirResponse:

@@ -74,6 +74,60 @@ EXAMPLE_GROUP: dict[str, Any] = {
 }  # fmt: skip
 
 
+def _example(example: Any, status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """An OpenAPI ``responses`` entry with one JSON example."""
+    return {status: {"content": {"application/json": {"example": example}}}}
+
+
+_DR_A = {"id": "PractitionerRole/dr-a", "name": "佐藤 一郎"}
+_DR_B = {"id": "PractitionerRole/dr-b", "name": "鈴木 花子"}
+SCHEDULE_EXAMPLE = {
+    "start": "2026-04-01T00:00:00+09:00",
+    "end": "2026-04-03T00:00:00+09:00",
+    "segments": [
+        {"start": "2026-04-01T18:00:00+09:00", "end": "2026-04-02T09:00:00+09:00",
+         "primary": _DR_A, "backup": _DR_B, "labels": ["平日夜間"],
+         "primary_override": None, "backup_override": None},
+        {"start": "2026-04-02T18:00:00+09:00", "end": "2026-04-03T00:00:00+09:00",
+         "primary": _DR_B, "backup": _DR_A, "labels": ["平日夜間"],
+         "primary_override": None, "backup_override": None},
+    ],
+}  # fmt: skip
+GAPS_EXAMPLE = {
+    "days": 30,
+    "gaps": [
+        {"start": "2026-04-03T18:00:00+09:00", "end": "2026-04-03T20:00:00+09:00",
+         "missing": "backup", "labels": ["平日夜間"]}
+    ],
+}  # fmt: skip
+FAIRNESS_EXAMPLE = {
+    "months": ["2026-04"],
+    "doctors": [
+        {"doctor": _DR_A,
+         "months": {"2026-04": {"nights": 15, "days": 3, "hours": 236.0, "backup_nights": 15,
+                                "backup_days": 2, "backup_hours": 240.0}},
+         "total": {"nights": 15, "days": 3, "hours": 236.0, "backup_nights": 15,
+                   "backup_days": 2}},
+    ],
+}  # fmt: skip
+OVERRIDE_EXAMPLE = {
+    "id": "5f1c0e7b9a7d4c0e8a1b2c3d4e5f6a7b",
+    "layer": "primary",
+    "assignee": "PractitionerRole/dr-b",
+    "start": "2026-12-31T18:00:00+09:00",
+    "end": "2027-01-01T09:00:00+09:00",
+    "reason": "佐藤医師 学会のため交代",
+    "swap_id": None,
+    "version": 7,
+}
+TOKEN_EXAMPLE = {
+    "id": "0c6f1a2b3c4d5e6f",
+    "token": "q3V4z…(43 characters, shown once)",
+    "doctor": "PractitionerRole/dr-a",
+    "url": "https://renkei.example.jp/oncall/ical/q3V4z….ics",
+}
+
+
 def register_error_handlers(app: FastAPI) -> None:
     """Map every RosterError to its status, once, as an OperationOutcome."""
 
@@ -167,9 +221,12 @@ def _instant(value: str | None, cfg: GroupConfig, default: datetime, name: str) 
     if value is None:
         return default
     try:
-        t = datetime.fromisoformat(value.replace(" ", "+"))
-    except ValueError as exc:
-        raise errors.InvalidChange(f"{name}: {value!r} is not an ISO 8601 date-time") from exc
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        try:  # an unencoded "+09:00" arrives as " 09:00"
+            t = datetime.fromisoformat(value.replace(" ", "+"))
+        except ValueError as exc:
+            raise errors.InvalidChange(f"{name}: {value!r} is not an ISO 8601 date-time") from exc
     return t if t.tzinfo else t.replace(tzinfo=cfg.tz)
 
 
@@ -320,7 +377,11 @@ def duty(
     return present.duty(on_duty(view.roster, t), view.config)
 
 
-@router.get("/groups/{group_id}/schedule", summary="Duty in a range, per group or per doctor")
+@router.get(
+    "/groups/{group_id}/schedule",
+    summary="Duty in a range, per group or per doctor",
+    responses=_example(SCHEDULE_EXAMPLE),
+)
 def group_schedule(
     group_id: str,
     start: str | None = Query(None, description="default: now"),
@@ -344,7 +405,11 @@ def group_schedule(
     return out
 
 
-@router.get("/groups/{group_id}/gaps", summary="Duty with no primary or no back-up, ahead")
+@router.get(
+    "/groups/{group_id}/gaps",
+    summary="Duty with no primary or no back-up, ahead",
+    responses=_example(GAPS_EXAMPLE),
+)
 def gaps(
     group_id: str,
     days: int = Query(30, ge=1, le=366),
@@ -358,7 +423,11 @@ def gaps(
     return {"days": days, "gaps": [present.gap(g, view.config) for g in found]}
 
 
-@router.get("/groups/{group_id}/fairness", summary="Nights and holidays per doctor per month")
+@router.get(
+    "/groups/{group_id}/fairness",
+    summary="Nights and holidays per doctor per month",
+    responses=_example(FAIRNESS_EXAMPLE),
+)
 def fairness_summary(
     group_id: str,
     start: date | None = Query(None, description="first local date; default: 1st of month"),
@@ -379,7 +448,12 @@ def fairness_summary(
 # -- changes --------------------------------------------------------------------------------
 
 
-@router.post("/groups/{group_id}/overrides", status_code=201, summary="Give duty to a doctor")
+@router.post(
+    "/groups/{group_id}/overrides",
+    status_code=201,
+    summary="Give duty to a doctor (代行); the part before now is ignored",
+    responses=_example(OVERRIDE_EXAMPLE, 201),
+)
 def add_override(
     group_id: str,
     body: OverrideIn,
@@ -459,6 +533,7 @@ def changes(
     "/groups/{group_id}/ical-tokens",
     status_code=201,
     summary="Create a calendar feed URL (the token is shown once)",
+    responses=_example(TOKEN_EXAMPLE, 201),
 )
 def create_token(
     group_id: str,

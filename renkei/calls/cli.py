@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from renkei.cli import _EXTENSIONS, CliError
+from renkei.cli import CliError
 from renkei.config import Settings
 
 
@@ -56,6 +56,3 @@ def register(sub: Any) -> None:
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_show)
-
-
-_EXTENSIONS.append(register)

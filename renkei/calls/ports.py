@@ -83,9 +83,9 @@ class DutyResolver(Protocol):
 class RosterDutyResolver:
     """:class:`DutyResolver` over renkei.roster (rotation groups stored in the database).
 
-    The roster knows groups, duty, office hours and the coordinator; it has no escalation
-    timings, so the acknowledgement timeout and the number of rounds come from
-    ``RENKEI_CALLS_ACK_TIMEOUT_SECONDS`` / ``RENKEI_CALLS_MAX_ROUNDS`` for every group.
+    The roster knows groups, duty, office hours, the coordinator and, when the group
+    definition has an ``escalation`` section, its timings; otherwise the defaults given
+    here (``RENKEI_CALLS_ACK_TIMEOUT_SECONDS`` / ``RENKEI_CALLS_MAX_ROUNDS``) apply.
     """
 
     def __init__(self, ack_timeout: timedelta, max_rounds: int) -> None:
@@ -108,11 +108,16 @@ class RosterDutyResolver:
             return self._defaults
         from renkei.roster import load_roster
 
-        coordinator = load_roster(session, group_id).config_at(t).coordinator
+        cfg = load_roster(session, group_id).config_at(t)
+        timings = cfg.escalation
         return EscalationPolicy(
-            ack_timeout=self._defaults.ack_timeout,
-            coordinator=coordinator,
-            max_rounds=self._defaults.max_rounds,
+            ack_timeout=(
+                timedelta(minutes=timings.ack_timeout_minutes)
+                if timings
+                else self._defaults.ack_timeout
+            ),
+            coordinator=cfg.coordinator,
+            max_rounds=timings.max_rounds if timings else self._defaults.max_rounds,
         )
 
     def in_office_hours(self, session: Session, clinic: str, t: datetime) -> bool:
@@ -121,31 +126,12 @@ class RosterDutyResolver:
         return roster.in_office_hours(session, clinic, t)
 
     def next_office_hours_start(self, session: Session, clinic: str, t: datetime) -> datetime:
-        """The first start of an office-hours range at or after ``t`` on an open day."""
-        if self.in_office_hours(session, clinic, t):
-            return t
-        from renkei.roster import load_roster
-        from renkei.roster.office import clinic_open
+        from renkei import roster
 
-        group = self.group_for_clinic(session, clinic)
-        if group is None:
-            raise ValueError(f"{clinic} has no known office hours")
-        cfg = load_roster(session, group).config_at(t)
-        ref = as_ref("Organization", clinic)
-        member = cfg.clinic(ref)
-        if member is None:
-            raise ValueError(f"{clinic} has no known office hours")
-        hours = member.office_hours
-        local = t.astimezone(cfg.tz)
-        for offset in range(60):
-            day = local.date() + timedelta(days=offset)
-            wd = day.weekday()
-            ranges = hours.weekday if wd < 5 else hours.saturday if wd == 5 else hours.sunday
-            for start, _end in sorted(ranges):
-                candidate = datetime.combine(day, start, cfg.tz)
-                if candidate >= local and clinic_open(cfg, ref, candidate):
-                    return candidate
-        raise ValueError(f"{clinic} opens on no day in the next 60 days")
+        opening = roster.next_office_hours_start(session, clinic, t)
+        if opening is None:
+            raise ValueError(f"{clinic} opens on no day in the next 60 days")
+        return opening
 
 
 # -- patients -------------------------------------------------------------------------------

@@ -1,18 +1,28 @@
-"""Seed the demo network through the FHIR engine (so it is validated and indexed).
+"""Seed the demo network through the FHIR engine (so it is validated, indexed, audited).
 
-Idempotent: every resource is created with ``ifNoneExist`` on its identifier.
+A region (二次医療圏) in miniature: four home-care clinics in one rotation group, two
+visiting-nurse stations, two pharmacies, three care facilities and a back-up hospital,
+200 patients with plausible histories. Idempotent: organisations and patients are found by
+identifier before anything is created, so running it twice changes nothing.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from renkei.config import Settings
-from renkei.demo.generate import IDE, INSTITUTION_NO_SYSTEM, patient
+from renkei.demo.clinical import patient_entries
+from renkei.demo.generate import INSTITUTION_NO_SYSTEM, patient
 from renkei.fhir.context import FhirRequest, RequestContext
+from renkei.fhir.outcome import OutcomeError
 
 DEMO_SEED = 20260401
+PATIENTS = 200
 
 #: (name, kind, 10-digit institution number)
 ORGANIZATIONS = [
@@ -21,58 +31,31 @@ ORGANIZATIONS = [
     ("けやき診療所", "clinic", "1310000003"),
     ("みどり在宅医療クリニック", "clinic", "1310000004"),
     ("あおば訪問看護ステーション", "nursing", "1320000001"),
+    ("こもれび訪問看護ステーション", "nursing", "1320000002"),
     ("つばさ薬局", "pharmacy", "1330000001"),
+    ("すずらん調剤薬局", "pharmacy", "1330000002"),
     ("グループホームなごみ", "facility", "1340000001"),
+    ("特別養護老人ホームやすらぎ苑", "facility", "1340000002"),
+    ("介護付き有料老人ホームひだまり", "facility", "1340000003"),
     ("中央総合病院", "hospital", "1350000001"),
 ]
 KIND_SYSTEM = "https://renkei.example.jp/fhir/CodeSystem/organization-kind"
-#: demo staff numbers (職員番号) of the rotation group's doctors
-STAFF_SYSTEM = "https://renkei.example.jp/fhir/sid/demo-staff"
-ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/practitioner-role"
 
 
-def doctor_entries() -> list[dict[str, Any]]:
-    """Practitioner + PractitionerRole of the 6 doctors of the demo rotation group."""
-    from renkei.roster.demo import DEMO_DOCTORS
+@dataclass
+class DemoNetwork:
+    """Ids of what the seed made or found, for the steps other packages add."""
 
-    entries = []
-    for n, (family, given, kana, clinic) in enumerate(DEMO_DOCTORS, 1):
-        staff = f"demo-dr-{n}"
-        clinic_no = ORGANIZATIONS[clinic][2]
-        kana_family, kana_given = kana.split(" ")
-        entries.append(
-            {
-                "fullUrl": f"urn:uuid:pract-{staff}",
-                "resource": {
-                    "resourceType": "Practitioner",
-                    "identifier": [{"system": STAFF_SYSTEM, "value": staff}],
-                    "active": True,
-                    "name": [
-                        {"extension": [{"url": IDE, "valueCode": "IDE"}],
-                         "text": f"{family} {given}", "family": family, "given": [given]},
-                        {"extension": [{"url": IDE, "valueCode": "SYL"}], "text": kana,
-                         "family": kana_family, "given": [kana_given]},
-                    ],
-                },
-                "request": {"method": "POST", "url": "Practitioner",
-                            "ifNoneExist": f"identifier={STAFF_SYSTEM}|{staff}"},
-            }
-        )  # fmt: skip
-        entries.append(
-            {
-                "resource": {
-                    "resourceType": "PractitionerRole",
-                    "identifier": [{"system": STAFF_SYSTEM, "value": f"{staff}-role"}],
-                    "active": True,
-                    "practitioner": {"reference": f"urn:uuid:pract-{staff}"},
-                    "organization": {"reference": f"urn:uuid:org-{clinic_no}"},
-                    "code": [{"coding": [{"system": ROLE_SYSTEM, "code": "doctor"}]}],
-                },
-                "request": {"method": "POST", "url": "PractitionerRole",
-                            "ifNoneExist": f"identifier={STAFF_SYSTEM}|{staff}-role"},
-            }
-        )  # fmt: skip
-    return entries
+    organizations: dict[str, str] = field(default_factory=dict)  # institution no -> id
+    patients: list[str] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[str]:
+        return [self.organizations[no] for _, k, no in ORGANIZATIONS if k == kind]
+
+
+#: Further seed steps (roster group, users...) registered by other packages.
+DemoStep = Callable[[Any, Session, DemoNetwork], dict[str, Any]]
+DEMO_STEPS: list[DemoStep] = []
 
 
 def organization(name: str, kind: str, number: str) -> dict[str, Any]:
@@ -82,86 +65,112 @@ def organization(name: str, kind: str, number: str) -> dict[str, Any]:
         "active": True,
         "type": [{"coding": [{"system": KIND_SYSTEM, "code": kind}]}],
         "name": name,
+        "telecom": [{"system": "phone", "value": f"03-5{number[-6:-3]}-{number[-4:]}"}],
         "address": [{"state": "東京都", "country": "JP"}],
     }
 
 
-def demo_bundle(patient_count: int = 20) -> dict[str, Any]:
-    entries = []
-    for name, kind, number in ORGANIZATIONS:
-        entries.append(
-            {
-                "fullUrl": f"urn:uuid:org-{number}",
-                "resource": organization(name, kind, number),
-                "request": {
-                    "method": "POST",
-                    "url": "Organization",
-                    "ifNoneExist": f"identifier={INSTITUTION_NO_SYSTEM}|{number}",
-                },
-            }
-        )
-    entries.extend(doctor_entries())
-    rng = random.Random(DEMO_SEED)
-    for n in range(1, patient_count + 1):
-        clinic = ORGANIZATIONS[(n - 1) % 4]
-        body = patient(rng, n, clinic[2])
-        body["managingOrganization"] = {"reference": f"urn:uuid:org-{clinic[2]}"}
-        ident = body["identifier"][0]
-        entries.append(
-            {
-                "resource": body,
-                "request": {
-                    "method": "POST",
-                    "url": "Patient",
-                    "ifNoneExist": f"identifier={ident['system']}|{ident['value']}",
-                },
-            }
-        )
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-
-
-def _seed_roster(services: Any, session: Any) -> dict[str, Any]:
-    """The rotation group of the four demo clinics and their six doctors (idempotent)."""
-    from renkei.roster.demo import DEMO_DOCTORS, seed_demo_roster
-    from renkei.roster.service import fhir_search
-
-    search = fhir_search(services.engine, session)
-
-    def one(res_type: str, system: str, value: str) -> str:
-        (res_id,) = search(res_type, [("identifier", f"{system}|{value}")])
-        return f"{res_type}/{res_id}"
-
-    clinics = [one("Organization", INSTITUTION_NO_SYSTEM, o[2]) for o in ORGANIZATIONS[:4]]
-    doctors = [
-        one("PractitionerRole", STAFF_SYSTEM, f"demo-dr-{n}-role")
-        for n in range(1, len(DEMO_DOCTORS) + 1)
-    ]
-    return seed_demo_roster(
-        session,
-        services.clock,
-        clinics=clinics,
-        doctors=doctors,
-        repository=services.engine.repository(session),
+def _transaction(services: Any, session: Session, entries: list[dict[str, Any]]) -> list[Any]:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    resp = services.engine.dispatch(
+        session, FhirRequest("POST", "", body=bundle, context=RequestContext())
     )
+    if resp.status >= 400:
+        raise OutcomeError(resp.status, resp.body, "demo seed: ")
+    return [e["response"] for e in (resp.body or {}).get("entry", [])]
 
 
-def seed_demo(settings: Settings) -> dict[str, Any]:
+def _id_of(location: str) -> str:
+    # ".../Organization/<id>/_history/1" -> "<id>"
+    parts = location.split("/")
+    return parts[parts.index("_history") - 1] if "_history" in parts else parts[-1]
+
+
+def seed_network(
+    services: Any, session: Session, *, patients: int = PATIENTS
+) -> tuple[DemoNetwork, int]:
+    net = DemoNetwork()
+    created = 0
+    org_entries: list[dict[str, Any]] = [
+        {
+            "resource": organization(name, kind, number),
+            "request": {
+                "method": "POST",
+                "url": "Organization",
+                "ifNoneExist": f"identifier={INSTITUTION_NO_SYSTEM}|{number}",
+            },
+        }
+        for name, kind, number in ORGANIZATIONS
+    ]
+    for (_, _, number), response in zip(
+        ORGANIZATIONS, _transaction(services, session, org_entries), strict=True
+    ):
+        net.organizations[number] = _id_of(response["location"])
+        created += response["status"].startswith("201")
+    nursing, pharmacies, facilities = (
+        net.of_kind("nursing"),
+        net.of_kind("pharmacy"),
+        net.of_kind("facility"),
+    )
+    rng = random.Random(DEMO_SEED)
+    now = services.clock.now()
+    ctx = RequestContext()
+    for n in range(1, patients + 1):
+        clinic_no = ORGANIZATIONS[(n - 1) % 4][2]
+        body = patient(rng, n, clinic_no)
+        ident = body["identifier"][0]
+        found = services.engine._match(
+            session, ctx, "Patient", f"identifier={ident['system']}|{ident['value']}"
+        )
+        if found:
+            net.patients.append(found[0].res_id)
+            continue
+        clinic = f"Organization/{net.organizations[clinic_no]}"
+        team = [f"Organization/{nursing[n % 2]}", f"Organization/{pharmacies[n % 2]}"]
+        if n % 3 == 0:
+            team.append(f"Organization/{facilities[n % 3]}")
+        body["managingOrganization"] = {"reference": clinic}
+        key = f"{n:04d}"
+        entries: list[dict[str, Any]] = [
+            {
+                "fullUrl": f"urn:uuid:patient-{key}",
+                "resource": body,
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            *patient_entries(rng, key, body, clinic=clinic, team=team, now=now),
+        ]
+        responses = _transaction(services, session, entries)
+        net.patients.append(_id_of(responses[0]["location"]))
+        created += len(responses)
+    return net, created
+
+
+def seed_demo(settings: Settings, *, patients: int = PATIENTS) -> dict[str, Any]:
     from renkei.app import build_services
 
     services = build_services(settings)
     try:
         with services.db.session(write=True) as session:
-            resp = services.engine.dispatch(
-                session,
-                FhirRequest("POST", "", body=demo_bundle(), context=RequestContext()),
-            )
-            roster = _seed_roster(services, session)
-        statuses = [e["response"]["status"] for e in (resp.body or {}).get("entry", [])]
+            net, created = seed_network(services, session, patients=patients)
+            extra: dict[str, Any] = {}
+            for step in DEMO_STEPS:
+                extra.update(step(services, session, net))
         return {
             "ok": True,
-            "created": sum(s.startswith("201") for s in statuses),
-            "existing": sum(s.startswith("200") for s in statuses),
-            "roster": roster,
+            "created": created,
+            "organizations": len(net.organizations),
+            "patients": len(net.patients),
+            **extra,
         }
     finally:
         services.db.dispose()
+
+
+def _roster_step(services: Any, session: Session, net: DemoNetwork) -> dict[str, Any]:
+    """The rotation group of the four clinics, with six doctors (renkei.roster.demo)."""
+    from renkei.roster.demo import demo_step
+
+    return demo_step(services, session, net.of_kind("clinic"))
+
+
+DEMO_STEPS.append(_roster_step)

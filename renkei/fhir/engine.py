@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from renkei.clock import Clock
 from renkei.fhir import patch as fhir_patch
+from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
 from renkei.fhir.outcome import (
     BadRequest,
@@ -80,6 +81,8 @@ class FhirEngine:
     policy: AccessPolicy
     settings: EngineSettings = field(default_factory=EngineSettings)
     operations: dict[str, OperationDef] = field(default_factory=dict)
+    #: keeps Binary bytes out of resource rows and limits attachments (None: no limits)
+    binaries: BinaryPolicy | None = None
     #: called after each successful write inside the same transaction (outbox, audit)
     write_listeners: list[Callable[[Session, RequestContext, StoredResource], None]] = field(
         default_factory=list
@@ -219,7 +222,7 @@ class FhirEngine:
         headers = resource_headers(stored)
         if _not_modified(req, stored):
             return FhirResponse(304, None, headers)
-        return FhirResponse(200, stored.content, headers)
+        return FhirResponse(200, self._out(stored.content), headers)
 
     def _check_gone_visible(
         self, session: Session, req: FhirRequest, res_type: str, res_id: str
@@ -239,7 +242,7 @@ class FhirEngine:
             raise NotFound(f"version {vid!r} of {res_type}/{res_id} is not known")
         stored = self.repository(session).vread(res_type, res_id, int(vid))
         self._visible(session, req, stored)
-        return FhirResponse(200, stored.content, resource_headers(stored))
+        return FhirResponse(200, self._out(stored.content), resource_headers(stored))
 
     # -- create / update / delete ------------------------------------------------------------
 
@@ -260,6 +263,7 @@ class FhirEngine:
                     "the condition must be more selective"
                 )
         body = {k: v for k, v in body.items() if k != "id"}  # http.html#create: id ignored
+        body = self._in(body)
         self.policy.check_write(session, req.context, res_type, body, None)
         stored = self.repository(session).create(body, res_id=req.context.extra.get("assign_id"))
         self._after_write(session, req.context, stored)
@@ -291,6 +295,7 @@ class FhirEngine:
         method: str = "PUT",
     ) -> FhirResponse:
         repo = self.repository(session)
+        body = self._in(body)
         res_type, res_id = body["resourceType"], body["id"]
         old: StoredResource | None
         try:
@@ -326,7 +331,7 @@ class FhirEngine:
             return self._store_update(session, req, body, _if_match(req))
         if body.get("id"):
             return self._store_update(session, req, body, None)
-        body = dict(body)
+        body = self._in(dict(body))
         self.policy.check_write(session, req.context, res_type, body, None)
         stored = self.repository(session).create(body)
         self._after_write(session, req.context, stored)
@@ -389,7 +394,7 @@ class FhirEngine:
                 headers={"ETag": current.etag},
             )
         assert current.content is not None
-        patched = fhir_patch.apply(current.content, operations)
+        patched = fhir_patch.apply(self._out(current.content) or {}, operations)
         if patched.get("resourceType") != res_type or patched.get("id") != res_id:
             raise fhir_patch.PatchError("a patch may not change resourceType or id")
         body = parse_resource(patched, expected_type=res_type)
@@ -457,7 +462,7 @@ class FhirEngine:
                     continue
             elif not self._deletion_visible(session, req, stored):
                 continue
-            entries.append(history_entry(base, stored))
+            entries.append(history_entry(base, stored, self._out(stored.content)))
         links = [{"relation": "self", "url": _url(base, path, req.params)}]
         if page.next_cursor:
             next_params = [(k, v) for k, v in req.params if k != "_cursor"]
@@ -538,7 +543,13 @@ class FhirEngine:
         if prefer == "OperationOutcome":
             verb = "created" if status == 201 else "updated"
             return FhirResponse(status, information(f"{verb} {stored.reference}"), headers)
-        return FhirResponse(status, stored.content, headers)
+        return FhirResponse(status, self._out(stored.content), headers)
+
+    def _in(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.binaries.externalize(body) if self.binaries else body
+
+    def _out(self, content: dict[str, Any] | None) -> dict[str, Any] | None:
+        return self.binaries.internalize(content) if self.binaries else content
 
 
 # -- module helpers --------------------------------------------------------------------------
@@ -556,13 +567,15 @@ def resource_headers(stored: StoredResource) -> dict[str, str]:
     return {"ETag": stored.etag, "Last-Modified": http_date(stored.last_updated)}
 
 
-def history_entry(base: str, stored: StoredResource) -> dict[str, Any]:
+def history_entry(
+    base: str, stored: StoredResource, content: dict[str, Any] | None = None
+) -> dict[str, Any]:
     from renkei.store.repository import instant
 
     url = f"{stored.res_type}/{stored.res_id}"
     entry: dict[str, Any] = {"fullUrl": f"{base}/{url}"}
     if stored.content is not None:
-        entry["resource"] = stored.content
+        entry["resource"] = content if content is not None else stored.content
     method = stored.method
     entry["request"] = {"method": method, "url": stored.res_type if method == "POST" else url}
     status = {"POST": "201 Created", "DELETE": "204 No Content"}.get(method, "200 OK")

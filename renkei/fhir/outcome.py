@@ -156,6 +156,7 @@ __all__ = [
     "NotAcceptable",
     "NotFound",
     "NotSupported",
+    "OutcomeError",
     "PreconditionFailed",
     "TooManyRequests",
     "Unauthorized",
@@ -183,3 +184,25 @@ def as_fhir_error(exc: Exception) -> FhirError | None:
         if isinstance(exc, source):
             return target(str(exc), headers=headers)
     return None
+
+
+class OutcomeError(FhirError):
+    """An error carrying the status and OperationOutcome of a response already built.
+
+    Used when an internal call (a Bundle entry, a convenience endpoint) fails and the
+    caller must fail the same way.
+    """
+
+    def __init__(self, status: int, outcome: dict[str, Any] | None, prefix: str = "") -> None:
+        issues = [
+            Issue(
+                i.get("severity", "error"),
+                i.get("code", "processing"),
+                f"{prefix}{i.get('diagnostics', '')}",
+                tuple(i.get("expression", ())),
+            )
+            for i in (outcome or {}).get("issue", [])
+        ]
+        super().__init__(f"{prefix}failed with status {status}", issues=issues)
+        # per-instance status: shadows the class-level default on purpose
+        object.__setattr__(self, "status", status)

@@ -4,7 +4,7 @@ Pure core: :func:`on_duty`, :func:`schedule`, :func:`doctor_schedule`,
 :func:`coverage_gaps`, :func:`fairness` over an immutable :class:`Roster` snapshot.
 Database-backed use cases live in :mod:`renkei.roster.service`; the ones other packages
 call (urgent-call routing) are re-exported here: :func:`duty_at`,
-:func:`in_office_hours`, :func:`group_for_clinic`.
+:func:`in_office_hours`, :func:`next_office_hours_start`, :func:`group_for_clinic`.
 """
 
 from renkei.roster.config import GroupConfig, parse_config
@@ -26,6 +26,7 @@ from renkei.roster.service import (
     groups_for_clinic,
     in_office_hours,
     load_roster,
+    next_office_hours_start,
 )
 from renkei.roster.snapshot import (
     Duty,
@@ -67,6 +68,7 @@ __all__ = [
     "groups_for_clinic",
     "in_office_hours",
     "load_roster",
+    "next_office_hours_start",
     "on_duty",
     "parse_config",
     "schedule",

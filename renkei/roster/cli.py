@@ -1,5 +1,7 @@
 """``renkei roster ...``: set up a real group from a file in minutes, and ask who is on duty.
 
+Listed in ``renkei.cli.EXTENSION_MODULES``; :func:`register` adds the sub-commands.
+
     renkei roster import deploy/examples/roster-group.yaml --json
     renkei roster who --group GROUP_ID [--at 2026-12-31T23:00] --json
     renkei roster list --json
@@ -18,7 +20,7 @@ from typing import Any
 import yaml
 
 from renkei.auth.principal import Principal
-from renkei.cli import _EXTENSIONS, CliError
+from renkei.cli import CliError
 from renkei.config import Settings
 
 OPERATOR = Principal(subject="cli", kind="operator")
@@ -125,6 +127,3 @@ def register(sub: Any) -> None:
     lst = cmds.add_parser("list", help="list rotation groups")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_list)
-
-
-_EXTENSIONS.append(register)

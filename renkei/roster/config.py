@@ -127,6 +127,15 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """The group's own call-escalation timings (optional; the calls package has defaults):
+    how long each step waits for an acknowledgement, how many times the chain is tried."""
+
+    ack_timeout_minutes: int = 5
+    max_rounds: int = 2
+
+
+@dataclass(frozen=True)
 class GroupConfig:
     name: str
     coordinator: str
@@ -138,6 +147,7 @@ class GroupConfig:
     timezone: str = "Asia/Tokyo"
     holidays: HolidayRule = field(default_factory=HolidayRule)
     closures: tuple[Closure, ...] = ()
+    escalation: Escalation | None = None
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -382,6 +392,7 @@ def parse_config(raw: Any) -> GroupConfig:
     primary = _layer(rot.get("primary"), "rotation.primary", doctor_ids)
     backup = _layer(rot["backup"], "rotation.backup", doctor_ids) if rot.get("backup") else None
     coordinator = _ref(_req(raw, "coordinator", ""), "PractitionerRole", "coordinator")
+    escalation = _escalation(raw.get("escalation"))
     return GroupConfig(
         name=str(_req(raw, "name", "")),
         coordinator=coordinator,
@@ -393,6 +404,23 @@ def parse_config(raw: Any) -> GroupConfig:
         timezone=tz_name,
         holidays=holidays,
         closures=tuple(closures),
+        escalation=escalation,
+    )
+
+
+def _escalation(raw: Any) -> Escalation | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidConfig("must be an object", "escalation")
+    out = Escalation()
+    for key, low, high in (("ack_timeout_minutes", 1, 60), ("max_rounds", 1, 5)):
+        value = raw.get(key, getattr(out, key))
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidConfig(f"must be an integer {low}..{high}", f"escalation.{key}")
+    return Escalation(
+        ack_timeout_minutes=raw.get("ack_timeout_minutes", out.ack_timeout_minutes),
+        max_rounds=raw.get("max_rounds", out.max_rounds),
     )
 
 
@@ -436,6 +464,12 @@ def config_to_dict(cfg: GroupConfig) -> dict[str, Any]:
     rotation: dict[str, Any] = {"primary": layer(cfg.primary)}
     if cfg.backup is not None:
         rotation["backup"] = layer(cfg.backup)
+    extra: dict[str, Any] = {}
+    if cfg.escalation is not None:
+        extra["escalation"] = {
+            "ack_timeout_minutes": cfg.escalation.ack_timeout_minutes,
+            "max_rounds": cfg.escalation.max_rounds,
+        }
     return {
         "name": cfg.name,
         "timezone": cfg.timezone,
@@ -478,4 +512,5 @@ def config_to_dict(cfg: GroupConfig) -> dict[str, Any]:
             for c in cfg.closures
         ],
         "rotation": rotation,
+        **extra,
     }

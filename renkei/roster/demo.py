@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 
 from renkei.auth.principal import Principal
 from renkei.clock import Clock
+from renkei.demo.generate import IDE
+from renkei.fhir.context import FhirRequest, RequestContext
 from renkei.roster import service
 from renkei.roster.config import parse_config
 from renkei.roster.errors import GroupNotFound
@@ -21,6 +23,9 @@ from renkei.roster.snapshot import on_duty
 from renkei.roster.windows import local_instant
 
 DEMO_GROUP_ID = "demo-jonan"
+#: demo staff numbers (職員番号) of the rotation group's doctors
+STAFF_SYSTEM = "https://renkei.example.jp/fhir/sid/demo-staff"
+ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/practitioner-role"
 DEMO_ACTOR = Principal(subject="demo-seed", kind="operator")
 #: (family, given, kana, clinic index); the first doctor is also the coordinator
 DEMO_DOCTORS = [
@@ -158,4 +163,79 @@ def seed_demo_roster(
     }
 
 
-__all__ = ["DEMO_DOCTORS", "DEMO_GROUP_ID", "demo_group_config", "seed_demo_roster"]
+def doctor_entries(clinics: list[str]) -> list[dict[str, Any]]:
+    """Transaction entries: Practitioner + PractitionerRole of the six demo doctors."""
+    entries = []
+    for n, (family, given, kana, clinic) in enumerate(DEMO_DOCTORS, 1):
+        staff = f"demo-dr-{n}"
+        kana_family, kana_given = kana.split(" ")
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:pract-{staff}",
+                "resource": {
+                    "resourceType": "Practitioner",
+                    "identifier": [{"system": STAFF_SYSTEM, "value": staff}],
+                    "active": True,
+                    "name": [
+                        {"extension": [{"url": IDE, "valueCode": "IDE"}],
+                         "text": f"{family} {given}", "family": family, "given": [given]},
+                        {"extension": [{"url": IDE, "valueCode": "SYL"}], "text": kana,
+                         "family": kana_family, "given": [kana_given]},
+                    ],
+                },
+                "request": {"method": "POST", "url": "Practitioner",
+                            "ifNoneExist": f"identifier={STAFF_SYSTEM}|{staff}"},
+            }
+        )  # fmt: skip
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "PractitionerRole",
+                    "identifier": [{"system": STAFF_SYSTEM, "value": f"{staff}-role"}],
+                    "active": True,
+                    "practitioner": {"reference": f"urn:uuid:pract-{staff}"},
+                    "organization": {"reference": clinics[clinic]},
+                    "code": [{"coding": [{"system": ROLE_SYSTEM, "code": "doctor"}]}],
+                },
+                "request": {"method": "POST", "url": "PractitionerRole",
+                            "ifNoneExist": f"identifier={STAFF_SYSTEM}|{staff}-role"},
+            }
+        )  # fmt: skip
+    return entries
+
+
+def demo_step(services: Any, session: Session, clinic_ids: list[str]) -> dict[str, Any]:
+    """Seed step: the six doctors (through the FHIR engine) and the group (idempotent).
+
+    ``clinic_ids`` are the four demo clinics' Organization ids (bare or ``Organization/..``).
+    """
+    clinics = [c if "/" in c else f"Organization/{c}" for c in clinic_ids]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": doctor_entries(clinics)}
+    services.engine.dispatch(
+        session, FhirRequest("POST", "", body=bundle, context=RequestContext())
+    )
+    search = service.fhir_search(services.engine, session)
+    doctors = []
+    for n in range(1, len(DEMO_DOCTORS) + 1):
+        (role_id,) = search(
+            "PractitionerRole", [("identifier", f"{STAFF_SYSTEM}|demo-dr-{n}-role")]
+        )
+        doctors.append(f"PractitionerRole/{role_id}")
+    roster = seed_demo_roster(
+        session,
+        services.clock,
+        clinics=clinics,
+        doctors=doctors,
+        repository=services.engine.repository(session),
+    )
+    return {"roster": roster}
+
+
+__all__ = [
+    "DEMO_DOCTORS",
+    "DEMO_GROUP_ID",
+    "demo_group_config",
+    "demo_step",
+    "doctor_entries",
+    "seed_demo_roster",
+]

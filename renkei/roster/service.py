@@ -42,7 +42,7 @@ from renkei.roster.models import (
     roster_override,
     roster_plan,
 )
-from renkei.roster.office import clinic_open
+from renkei.roster.office import clinic_open, next_opening
 from renkei.roster.references import Search, resolve_references
 from renkei.roster.snapshot import LAYERS, Duty, Override, Plan, Roster, on_duty
 
@@ -785,6 +785,19 @@ def in_office_hours(session: Session, org_id: str, t: datetime) -> bool:
     return False
 
 
+def next_office_hours_start(session: Session, org_id: str, t: datetime) -> datetime | None:
+    """When clinic ``org_id`` next answers its own calls (``t`` if it does now).
+
+    None for a clinic in no group, or closed for the next 60 days.
+    """
+    ref = access.reference(org_id, "Organization") or ""
+    for gid in groups_for_clinic(session, ref):
+        cfg = load_roster(session, gid).config_at(t)
+        if cfg.clinic(ref) is not None:
+            return next_opening(cfg, ref, t)
+    return None
+
+
 __all__ = [
     "GroupView",
     "add_override",
@@ -800,6 +813,7 @@ __all__ = [
     "list_ical_tokens",
     "list_overrides",
     "load_roster",
+    "next_office_hours_start",
     "open_group",
     "resolve_ical_token",
     "revoke_ical_token",

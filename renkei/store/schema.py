@@ -13,6 +13,7 @@ from renkei.store.models import metadata
 #: Domain packages whose ``models`` module defines tables. Add a package here when it
 #: gains tables, and give it a ``migrations/`` folder of its own (an Alembic branch).
 DOMAIN_MODEL_MODULES: tuple[str, ...] = (
+    "renkei.collab.models",
     "renkei.roster.models",
     "renkei.notify.models",
     "renkei.calls.models",

@@ -117,6 +117,14 @@ def test_duty_now_and_at_a_time(api: TestClient, clock: ManualClock) -> None:
     assert night["backup"]["id"] == DOCTORS[3]
     assert night["window"]["labels"] == ["平日夜間"]
     assert night["until"] == "2026-04-02T09:00:00+09:00"
+    raw_plus = api.get(
+        f"/oncall/groups/{gid}/duty?at=2026-04-01T20:00:00+09:00", headers=auth("dr-a")
+    )
+    assert raw_plus.json()["primary"]["id"] == DOCTORS[0]  # "+" decoded as a space, still read
+    utc = api.get(
+        f"/oncall/groups/{gid}/duty", params={"at": "2026-04-01T11:00:00Z"}, headers=auth("dr-a")
+    )
+    assert utc.json()["at"] == "2026-04-01T20:00:00+09:00"
     bad = api.get(f"/oncall/groups/{gid}/duty", params={"at": "tomorrow"}, headers=auth("dr-a"))
     assert bad.status_code == 422
 
@@ -252,3 +260,6 @@ def test_openapi_describes_oncall_with_examples(api: TestClient) -> None:
     create = paths["/oncall/groups"]["post"]["requestBody"]["content"]
     assert "application/yaml" in create
     assert create["application/json"]["examples"]["group"]["value"]["rotation"]
+    for path in ("duty", "schedule", "gaps", "fairness"):
+        ok = paths[f"/oncall/groups/{{group_id}}/{path}"]["get"]["responses"]["200"]
+        assert ok["content"]["application/json"]["example"], path

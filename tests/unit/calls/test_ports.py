@@ -123,3 +123,28 @@ def test_table_duty_access_grant_extend_and_end(driver: CallDriver) -> None:
         assert not access.holds(s, role, "Patient/other", t0)
         access.end(s, "c1", t0 + timedelta(minutes=10))
         assert not access.holds(s, role, patient, t0 + timedelta(minutes=30))
+
+
+def test_roster_resolver_uses_the_groups_escalation_timings(
+    services: Services, clock: ManualClock
+) -> None:
+    clock.set(jst(2026, 4, 1, 8, 0))
+    seed_fhir(services)
+    with services.db.session(write=True) as session:
+        plain = roster_service.create_group(session, clock, OPERATOR, group_dict()).id
+        timed = roster_service.create_group(
+            session,
+            clock,
+            OPERATOR,
+            group_dict(name="timed", escalation={"ack_timeout_minutes": 3, "max_rounds": 1}),
+        ).id
+    resolver = RosterDutyResolver(timedelta(minutes=7), 4)
+    with services.db.session() as session:
+        default = resolver.policy(session, plain, clock.now())
+        own = resolver.policy(session, timed, clock.now())
+    assert (default.ack_timeout, default.max_rounds) == (timedelta(minutes=7), 4)
+    assert (own.ack_timeout, own.max_rounds, own.coordinator) == (
+        timedelta(minutes=3),
+        1,
+        COORDINATOR,
+    )

@@ -23,7 +23,7 @@ def demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     from renkei.store.migrate import upgrade
 
     upgrade(url)
-    seed_demo(settings)
+    seed_demo(settings, patients=4)
     return settings
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import time
+from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from renkei.roster.config import config_to_dict, parse_config
 from renkei.roster.errors import InvalidConfig
@@ -15,6 +19,14 @@ from tests.rosterdata import group_dict
 def test_parse_config_round_trips_through_normalised_dict() -> None:
     cfg = parse_config(group_dict())
     assert parse_config(config_to_dict(cfg)) == cfg
+    with_escalation = parse_config(group_dict(escalation={"ack_timeout_minutes": 3}))
+    assert with_escalation.escalation is not None
+    assert (
+        with_escalation.escalation.ack_timeout_minutes,
+        with_escalation.escalation.max_rounds,
+    ) == (3, 2)
+    assert parse_config(config_to_dict(with_escalation)) == with_escalation
+    assert cfg.escalation is None
 
 
 @pytest.mark.parametrize(
@@ -32,6 +44,8 @@ def test_parse_config_round_trips_through_normalised_dict() -> None:
          "windows[0].end"),
         ({"closures": [{"name": "x", "from": "2026-08-16", "to": "2026-08-13"}]}, "closures[0].to"),
         ({"closures": [{"name": "x", "from": "12-29", "to": "2027-01-03"}]}, "closures[0]"),
+        ({"escalation": {"ack_timeout_minutes": 0}}, "escalation.ack_timeout_minutes"),
+        ({"escalation": {"max_rounds": "2"}}, "escalation.max_rounds"),
     ],
 )  # fmt: skip
 def test_parse_config_errors_name_the_field(change: dict, path: str) -> None:
@@ -51,3 +65,41 @@ def test_parse_config_accepts_yaml_sexagesimal_times() -> None:
 def test_parse_config_not_an_object() -> None:
     with pytest.raises(InvalidConfig):
         parse_config(["not", "a", "group"])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False)
+    | st.text(max_size=12) | st.sampled_from(["18:00", "mon", "12-29", "2026-01-01", "day"]),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_parse_config_any_garbage_is_invalid_config_never_a_crash(data: st.DataObject) -> None:
+    raw = group_dict()
+    paths = [p for p in _paths(raw) if p]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        node: Any = raw
+        try:
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = data.draw(json_values)
+        except (KeyError, IndexError, TypeError):
+            continue
+    with contextlib.suppress(InvalidConfig):  # any other exception fails the test
+        parse_config(raw)

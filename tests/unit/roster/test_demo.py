@@ -12,8 +12,8 @@ from renkei.roster.demo import DEMO_GROUP_ID
 
 
 def test_seed_demo_builds_the_group_once(settings: Settings, services: Services) -> None:
-    first = seed_demo(settings)
-    again = seed_demo(settings)
+    first = seed_demo(settings, patients=4)
+    again = seed_demo(settings, patients=4)
     assert first["roster"]["created"] is True
     assert again["roster"] == {**first["roster"], "created": False}
     with services.db.session() as session:

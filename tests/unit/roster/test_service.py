@@ -304,3 +304,89 @@ def test_in_office_hours_clinic_closure(services: Services, clock: ManualClock) 
         assert service.in_office_hours(session, CLINICS[1], t(8, 13, 10)) is True
         # the group covers the closed clinic's day
         assert service.duty_at(session, gid, t(8, 13, 10)).primary in DOCTORS
+
+
+def test_next_office_hours_start_skips_lunch_weekend_and_holidays(
+    services: Services, group: str
+) -> None:
+    with services.db.session() as session:
+        nxt = service.next_office_hours_start
+        assert nxt(session, CLINICS[0], t(4, 2, 10)) == t(4, 2, 10)  # open now
+        assert nxt(session, CLINICS[0], t(4, 2, 13)) == t(4, 2, 14)  # after lunch
+        assert nxt(session, CLINICS[0], t(4, 4, 15)) == t(4, 6, 9)  # Sat pm -> Monday
+        # 昭和の日 (Wed 4/29) is closed: opens Thursday
+        assert nxt(session, CLINICS[0], t(4, 28, 19)) == t(4, 30, 9)
+        # 年末年始: closed 12/29 - 1/3, first opening Monday 1/4 09:00
+        assert nxt(session, CLINICS[0], t(12, 28, 19)) == t(1, 4, 9, year=2027)
+        assert nxt(session, "Organization/other", t(4, 2, 10)) is None
+
+
+def test_changes_never_rewrite_the_past(services: Services, clock: ManualClock, group: str) -> None:
+    """Random overrides, revocations and plan changes as time moves on: whatever any version
+    said about an instant before its successor was made, the successor says too."""
+    import random
+
+    rng = random.Random(6)
+    made_at: list[datetime] = [clock.now()]  # made_at[v - 1]: when version v was made
+    for _ in range(12):
+        clock.advance(hours=rng.randrange(1, 72))
+        with services.db.session(write=True) as session:
+            kind = rng.random()
+            if kind < 0.6:
+                start = clock.now() + timedelta(hours=rng.randrange(-24, 48))
+                service.add_override(
+                    session, clock, COORD, group, layer=rng.choice(["primary", "backup"]),
+                    assignee=rng.choice(DOCTORS), start=start,
+                    end=start + timedelta(hours=rng.randrange(25, 60)),
+                )  # fmt: skip
+            elif kind < 0.8:
+                live = [
+                    o for o in service.list_overrides(session, COORD, group, include_revoked=False)
+                    if datetime.fromisoformat(o["end"]) > clock.now()
+                ]  # fmt: skip
+                if not live:
+                    continue
+                service.revoke_override(session, clock, COORD, group, rng.choice(live)["id"])
+            else:
+                raw = group_dict(closures=[] if rng.random() < 0.5 else None)
+                if raw["closures"] is None:
+                    raw["closures"] = [
+                        {"name": "臨時休診", "from": "2026-05-20", "to": "2026-05-21"}
+                    ]
+                service.update_plan(session, clock, COORD, group, raw)
+        made_at.append(clock.now())
+    with services.db.session() as session:
+        versions = [service.load_roster(session, group, v) for v in range(1, len(made_at) + 1)]
+    start = made_at[0]
+    for v in range(1, len(versions)):
+        horizon = made_at[v]  # version v + 1 was made at this instant
+        probe = start
+        while probe < horizon:
+            before = on_duty(versions[v - 1], probe)
+            after = on_duty(versions[v], probe)
+            assert (before.primary, before.backup) == (after.primary, after.backup), (v, probe)
+            probe += timedelta(minutes=47)
+
+
+def test_concurrent_changes_get_distinct_versions(
+    services: Services, clock: ManualClock, group: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def change(n: int) -> int:
+        with services.db.session(write=True) as session:
+            out = service.add_override(
+                session, clock, COORD, group, layer="primary", assignee=DOCTORS[n % 6],
+                start=t(5, 1 + n, 18), end=t(5, 2 + n, 9),
+            )  # fmt: skip
+            return int(out["version"])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        versions = sorted(pool.map(change, range(8)))
+    assert versions == list(range(2, 10))
+    with services.db.session() as session:
+        log = service.list_changes(session, COORD, group)
+        assert sorted(c["version"] for c in log) == list(range(1, 10))
+        r = service.load_roster(session, group)
+        for n in range(8):
+            assert on_duty(r, t(5, 1 + n, 20)).primary == DOCTORS[n % 6]
