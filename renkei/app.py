@@ -23,6 +23,8 @@ from renkei.auth.errors import AuthError
 from renkei.auth.policy import ScopePolicy
 from renkei.auth.principal import Principal
 from renkei.auth.server import AuthServer
+from renkei.calls import CallRuntime, CallSettings, Worker, build_runtime
+from renkei.calls.ports import NotifyBusNotifier, default_ports
 from renkei.clock import Clock, SystemClock
 from renkei.config import Settings
 from renkei.fhir.binary import BinaryPolicy
@@ -51,6 +53,8 @@ class Services:
     authenticate: Authenticator | None = None
     #: keys, password hasher, token rules and the audit listeners of the auth package
     auth: AuthServer | None = None
+    #: urgent calls: ports, channels and settings (renkei.calls)
+    calls: CallRuntime | None = None
     #: outbox, websockets, FHIR Subscriptions (set by build_services)
     notify: NotifyService | None = None
     #: the audit log the FHIR router flushes each request's access records to
@@ -62,6 +66,7 @@ def build_services(
     *,
     clock: Clock | None = None,
     policy: AccessPolicy | None = None,
+    call_settings: CallSettings | None = None,
     notify_config: NotifyConfig | None = None,
     notify_kwargs: dict[str, Any] | None = None,
 ) -> Services:
@@ -111,6 +116,10 @@ def build_services(
     kwargs = {"token_verifier": websocket_token_verifier(services), **(notify_kwargs or {})}
     services.notify = NotifyService(db, clock, engine, config, **kwargs)
     services.notify.install(engine)
+    call_settings = call_settings or CallSettings.from_env()
+    call_ports = default_ports(call_settings)
+    call_ports.notifier = NotifyBusNotifier(clock)
+    services.calls = build_runtime(call_settings, engine, ports=call_ports)
     return services
 
 
@@ -125,6 +134,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        import asyncio
+
         # Load the FHIR type registry now, not on the first client's request.
         from starlette.concurrency import run_in_threadpool
 
@@ -133,9 +144,16 @@ def create_app(
         await run_in_threadpool(supported_types)
         if services.notify is not None:
             await services.notify.start()
+        worker_task = None
+        if services.calls is not None and services.calls.settings.worker:
+            worker = Worker(services.db.session, services.clock, services.calls)
+            worker_task = asyncio.create_task(worker.run())
         try:
             yield
         finally:
+            if worker_task is not None:
+                worker.stop()
+                await worker_task
             if services.notify is not None:
                 await services.notify.stop()
             services.db.dispose()
@@ -152,7 +170,7 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
 
-    from renkei.api import auth, fhir, health, oncall, subscriptions, ws
+    from renkei.api import auth, calls, fhir, health, oncall, subscriptions, ws
     from renkei.api.middleware import RequestMiddleware
 
     app.add_middleware(RequestMiddleware)
@@ -167,6 +185,8 @@ def create_app(
     app.include_router(summary.router)
     app.include_router(collab.router)
     app.include_router(subscriptions.router)
+    app.include_router(calls.router)
+    calls.install_error_handler(app)
     app.add_exception_handler(AuthError, auth.auth_error_response)
 
     @app.exception_handler(FhirError)

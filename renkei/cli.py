@@ -96,6 +96,7 @@ EXTENSION_MODULES: tuple[str, ...] = (
     "renkei.fhir.search.commands",
     "renkei.auth.cli",
     "renkei.audit.cli",
+    "renkei.calls.cli",
 )
 
 

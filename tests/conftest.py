@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from renkei.app import Services, build_services, create_app
+from renkei.calls import CallSettings
 from renkei.clock import ManualClock
 from renkei.config import AuthSettings, Secret, Settings
 from renkei.fhir.policy import AllowAll
@@ -113,8 +114,11 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 def services(settings: Settings, clock: ManualClock) -> Iterator[Services]:
     """Services for FHIR-engine tests: SMART scopes enforced, no sharing layer (every
     caller's organisation sees every patient). The sharing policy, the default of
-    ``build_services``, has its own tests with their own services (tests/integration/auth)."""
-    svc = build_services(settings, clock=clock, policy=AllowAll())
+    ``build_services``, has its own tests with their own services (tests/integration/auth).
+    The calls worker is driven by tests (run_once), not by a background loop."""
+    svc = build_services(
+        settings, clock=clock, policy=AllowAll(), call_settings=CallSettings(worker=False)
+    )
     yield svc
     svc.db.dispose()
 

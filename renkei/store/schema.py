@@ -19,6 +19,7 @@ DOMAIN_MODEL_MODULES: tuple[str, ...] = (
     "renkei.collab.models",
     "renkei.roster.models",
     "renkei.notify.models",
+    "renkei.calls.models",
 )
 
 
