@@ -26,15 +26,17 @@ from renkei.auth.server import AuthServer
 from renkei.calls import CallRuntime, CallSettings, Worker, build_runtime
 from renkei.calls.ports import NotifyBusNotifier, default_ports
 from renkei.clock import Clock, SystemClock
+from renkei.collab.errors import CollabError
 from renkei.config import Settings
 from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.engine import EngineSettings, FhirEngine
-from renkei.fhir.outcome import FhirError, Issue, operation_outcome
+from renkei.fhir.outcome import FhirError, Issue, as_fhir_error, operation_outcome
 from renkei.fhir.policy import AccessPolicy
 from renkei.fhir.search.engine import SearchSettings, SqlSearchEngine
 from renkei.notify import NotifyConfig, NotifyService
 from renkei.store.blobs import BlobStore
 from renkei.store.db import Database
+from renkei.store.errors import StoreError
 
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
 
@@ -188,6 +190,24 @@ def create_app(
     app.include_router(calls.router)
     calls.install_error_handler(app)
     app.add_exception_handler(AuthError, auth.auth_error_response)
+
+    @app.exception_handler(CollabError)
+    async def _collab_error(request: Request, exc: CollabError) -> Response:
+        return Response(
+            orjson.dumps({"detail": exc.message}),
+            status_code=exc.status,
+            media_type="application/json",
+        )
+
+    @app.exception_handler(StoreError)
+    async def _store_error(request: Request, exc: StoreError) -> Response:
+        mapped = as_fhir_error(exc)
+        assert mapped is not None
+        return Response(
+            orjson.dumps(mapped.outcome()),
+            status_code=mapped.status,
+            media_type="application/fhir+json",
+        )
 
     @app.exception_handler(FhirError)
     async def _fhir_error(request: Request, exc: FhirError) -> Response:

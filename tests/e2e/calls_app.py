@@ -17,12 +17,14 @@ from fastapi import FastAPI
 from renkei.app import build_services, create_app
 from renkei.auth.principal import Principal
 from renkei.config import Settings
+from renkei.fhir.policy import AllowAll
 from tests.calls_support import install_test_tokens
 
 
 def make_app() -> FastAPI:
     settings = Settings.from_env()
-    services = build_services(settings)
+    # durability under test, not sharing (tests/integration/auth covers that)
+    services = build_services(settings, policy=AllowAll())
     path = os.environ.get("RENKEI_TEST_TOKENS_FILE")
     if path:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
