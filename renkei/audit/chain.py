@@ -103,6 +103,11 @@ def _lock_head(session: Session) -> _Head:
     if row is not None:
         return _Head(int(row.seq), str(row.hash))
     if session.execute(sa.select(audit_record.c.seq).limit(1)).first() is not None:
+        # A first writer may have committed head and records between our two statements
+        # (READ COMMITTED takes a new snapshot per statement): look once more.
+        row = session.execute(stmt).first()
+        if row is not None:
+            return _Head(int(row.seq), str(row.hash))
         raise ChainBroken("the audit chain head is missing while records exist")
     try:
         with session.begin_nested():
