@@ -14,7 +14,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from renkei.fhir.outcome import BadRequest, FhirError, UnsupportedMediaType
+from renkei.fhir.outcome import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from renkei.store.blobs import BlobStore
 
 BLOB_EXTENSION = "https://renkei.example.jp/fhir/StructureDefinition/blob-sha256"
@@ -32,11 +32,6 @@ DEFAULT_TYPES = frozenset(
         "application/xml",
     }
 )
-
-
-class PayloadTooLarge(FhirError):
-    status = 413
-    code = "too-costly"
 
 
 @dataclass
