@@ -219,10 +219,6 @@ def create_app(
             media_type="application/fhir+json",
         )
 
-    from renkei.api.timing import ServerTimingMiddleware
-
-    app.add_middleware(ServerTimingMiddleware)
-
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
