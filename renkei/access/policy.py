@@ -34,6 +34,7 @@ from renkei.clock import Clock
 from renkei.fhir.compartment import patient_ids
 from renkei.fhir.context import RequestContext
 from renkei.fhir.outcome import Forbidden
+from renkei.store import pending
 from renkei.store.models import idx_reference, resource
 from renkei.store.repository import StoredResource
 
@@ -248,15 +249,16 @@ class SharingPolicy:
         return self._visible[write].params(**self._params_of(ctx))
 
     def _may(self, session: Session, ctx: RequestContext, patient_id: str, *, write: bool) -> bool:
-        """Cached per request, positive answers only (a Bundle may create the team later)."""
-        cache: set[tuple[str, bool]] = ctx.extra.setdefault(_CACHE_KEY, set())
-        key = (patient_id, write)
+        """Cached per unit of work (shared by a Bundle's entries), positive answers only (a
+        Bundle may create the team later)."""
+        cache = pending.unit_cache(session, _CACHE_KEY)
+        params = {**self._params_of(ctx), "acc_pid": patient_id}
+        key = (params["acc_org"], params["acc_role"], params["acc_subject"], patient_id, write)
         if key in cache:
             return True
-        params = {**self._params_of(ctx), "acc_pid": patient_id}
         if session.execute(self._may_one[write], params).first() is None:
             return False
-        cache.add(key)
+        cache[key] = True
         return True
 
 

@@ -224,8 +224,10 @@ def _care_teams(session: Session, patient: str) -> list[dict[str, Any]]:
     The reference index is used when the search indexer fills it; otherwise a text match on
     the stored JSON narrows the scan (both databases render the reference verbatim).
     """
+    from renkei.store import pending
     from renkei.store.models import idx_reference
 
+    pending.flush(session)  # a CareTeam written earlier in this unit of work
     res_type, _, res_id = patient.partition("/")
     indexed = (
         sa.select(resource.c.content)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from renkei.clock import Clock
 from renkei.fhir.context import RequestContext
 from renkei.notify.models import outbox
+from renkei.store import pending
 from renkei.store.repository import StoredResource
 
 #: Any constant: every process's sequencer queues on it (PostgreSQL only).
@@ -120,19 +121,19 @@ def publish(session: Session, event: Event, *, clock: Clock | None = None) -> No
     from renkei.clock import SystemClock
 
     now = (clock or SystemClock()).now()
-    session.execute(
-        outbox.insert().values(
-            kind=event.kind,
-            action=event.action,
-            res_type=event.res_type,
-            res_id=event.res_id,
-            version_id=event.version_id,
-            patient=event.patient,
-            audience=list(event.audience),
-            data=dict(event.data),
-            occurred_at=now,
-        )
-    )
+    row = {
+        "kind": event.kind,
+        "action": event.action,
+        "res_type": event.res_type,
+        "res_id": event.res_id,
+        "version_id": event.version_id,
+        "patient": event.patient,
+        "audience": list(event.audience),
+        "data": dict(event.data),
+        "occurred_at": now,
+    }
+    # sent with the unit of work's other deferred rows just before it commits (in order)
+    pending.defer(session, outbox, [row])
     _wake_after_commit(session)
 
 

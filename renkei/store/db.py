@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+import renkei.store.pending  # noqa: F401  (flushes deferred rows before every commit)
+
 
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()

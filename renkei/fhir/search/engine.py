@@ -36,6 +36,7 @@ from renkei.fhir.search.parse import Include, SearchRequest, parse_search
 from renkei.fhir.search.shape import shape
 from renkei.fhir.search.sql import SqlBuilder, keyset, order_by
 from renkei.fhir.validate import supported_types
+from renkei.store import pending
 from renkei.store.models import resource
 from renkei.store.repository import StoredResource, _from_current, instant
 
@@ -200,6 +201,8 @@ class SqlSearchEngine:
     # -- the search itself ---------------------------------------------------------------
 
     def _builder(self, session: Session, ctx: RequestContext) -> SqlBuilder:
+        """Every query starts here: this unit's deferred index rows go out first."""
+        pending.flush(session)
         return SqlBuilder(
             policy_filter=lambda t: self.policy.search_filter(session, ctx, t),
             base_url=ctx.base_url,

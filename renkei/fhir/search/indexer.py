@@ -1,8 +1,10 @@
 """The :class:`~renkei.store.indexing.IndexWriter` that keeps every search index in step.
 
 Called by the repository inside the write's own transaction: the resource's old rows go,
-the rows :func:`~renkei.fhir.search.extract.extract_rows` finds in the new content come in.
-A committed resource is therefore always searchable, a rolled-back one never.
+the rows :func:`~renkei.fhir.search.extract.extract_rows` finds in the new content come in
+(deferred to one multi-row INSERT per table for the whole unit of work, see
+:mod:`renkei.store.pending`). A committed resource is therefore always searchable, a
+rolled-back one never; searches flush the deferred rows first.
 """
 
 from __future__ import annotations
@@ -17,17 +19,14 @@ from sqlalchemy.orm import Session
 
 from renkei.fhir.search.dates import DEFAULT_ZONE
 from renkei.fhir.search.extract import extract_rows
+from renkei.store import pending
+from renkei.store.indexing import clear_index_rows
 from renkei.store.models import INDEX_TABLES, resource
 
 log = logging.getLogger(__name__)
 
 
-#: Built once: constructing and cache-keying seven DELETEs per write was a third of its cost.
-_DELETES = tuple(
-    table.delete().where(table.c.resource_pk == sa.bindparam("pk"))
-    for table in INDEX_TABLES.values()
-)
-_INSERTS = {kind: table.insert() for kind, table in INDEX_TABLES.items()}
+_TABLES = frozenset(INDEX_TABLES.values())
 
 
 class SearchIndexWriter:
@@ -48,7 +47,7 @@ class SearchIndexWriter:
         The repository writes version 1 only into a row it has just inserted, whose index is
         necessarily empty, so the deletes are skipped then (creates are the common write).
         """
-        self.replace(session, pk, res_type, content, clear=not _is_first_version(content))
+        self.replace(session, pk, res_type, content, clear=not is_first_version(content))
 
     def replace(
         self,
@@ -60,19 +59,21 @@ class SearchIndexWriter:
         clear: bool = True,
     ) -> None:
         """Delete the rows of ``pk`` (unless ``clear`` is False) and insert ``content``'s."""
-        conn = session.connection()
         if clear or content is None:
-            for stmt in _DELETES:
-                conn.execute(stmt, {"pk": pk})
+            clear_index_rows(session, pk)
+            pending.discard(
+                session, lambda table, row: table in _TABLES and row["resource_pk"] == pk
+            )
         if content is None:
             return
         rows = extract_rows(res_type, content, zone=self.zone, pk=pk)
         for kind, kind_rows in rows.items():
             if kind_rows:
-                conn.execute(_INSERTS[kind], kind_rows)
+                pending.defer(session, INDEX_TABLES[kind], kind_rows)
 
 
-def _is_first_version(content: dict[str, Any] | None) -> bool:
+def is_first_version(content: dict[str, Any] | None) -> bool:
+    """Version 1 lives in a row inserted by this very write: it has no index rows yet."""
     meta = content.get("meta") if isinstance(content, dict) else None
     return isinstance(meta, dict) and meta.get("versionId") == "1"
 
@@ -117,4 +118,4 @@ def _batch(
         yield int(row.pk), str(row.res_type), bool(row.deleted), row.content
 
 
-__all__ = ["SearchIndexWriter", "reindex_all"]
+__all__ = ["SearchIndexWriter", "is_first_version", "reindex_all"]

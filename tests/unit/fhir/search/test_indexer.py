@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from renkei.fhir.search.indexer import SearchIndexWriter
+from renkei.store import pending
 from renkei.store.db import Database
 from renkei.store.indexing import IndexWriter
 from renkei.store.migrate import upgrade
@@ -51,17 +52,20 @@ def test_reindex_replaces_rows_of_later_versions(tmp_path: Path) -> None:
             ).scalar_one()
             writer.reindex(session, pk, "Patient", _patient("1", "female"))
             writer.reindex(session, pk, "Patient", _patient("2", "male"))
+            pending.flush(session)  # index rows are sent at commit or before a search
             genders = session.execute(
                 sa.select(idx_token.c.code).where(idx_token.c.param == "gender")
             ).all()
             assert [g.code for g in genders] == ["male"]
             # replace() always clears, whatever the version says (renkei reindex uses it)
             writer.replace(session, pk, "Patient", _patient("1", "other"))
+            pending.flush(session)  # index rows are sent at commit or before a search
             genders = session.execute(
                 sa.select(idx_token.c.code).where(idx_token.c.param == "gender")
             ).all()
             assert [g.code for g in genders] == ["other"]
             writer.reindex(session, pk, "Patient", None)
+            pending.flush(session)
             left = session.execute(sa.select(sa.func.count()).select_from(idx_token))
             assert left.scalar_one() == 0
     finally:
