@@ -135,9 +135,11 @@ def _fill_core(url: str, clock: ManualClock) -> dict[str, str]:
         with db.session(write=True) as session:
             repo = SqlRepository(session, clock, SearchIndexWriter(zone))
             for path in sorted(JPCORE_EXAMPLES.glob("*.json")):
-                repo.update(json.loads(path.read_text(encoding="utf-8")), method="PUT")
+                repo.update(json.loads(path.read_text(encoding="utf-8")))
                 clock.advance(timedelta(seconds=1))
-            repo.create({"resourceType": "Organization", "name": "さくら在宅クリニック"}, res_id=ORG)
+            repo.create(
+                {"resourceType": "Organization", "name": "さくら在宅クリニック"}, res_id=ORG
+            )
             repo.create(
                 {
                     "resourceType": "Patient",
