@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Process-level deployment on one machine, without containers: two renkei replicas behind
 # nginx terminating TLS 1.3 (client certificates optional), all on loopback. The same shape
-# as deploy/compose.yaml, from Debian packages (apt-get install nginx postgresql-client).
+# as deploy/compose.yaml, from Debian packages (apt-get install nginx postgresql-client
+# redis-server). Each replica also runs the urgent-call worker (its steps are locked).
 #
 #   deploy/local/renkei-local.sh start   # needs RENKEI_DATABASE_URL (PostgreSQL)
 #   deploy/local/renkei-local.sh smoke   # create through the proxy, read on both replicas
 #   deploy/local/renkei-local.sh stop
 #
 # Settings (environment): RENKEI_LOCAL_DIR (state, default ./var/local), RENKEI_LOCAL_TLS_PORT
-# (8443), RENKEI_LOCAL_API_PORTS ("8101 8102"), RENKEI_BIN (renkei executable), NGINX (nginx).
+# (8443), RENKEI_LOCAL_API_PORTS ("8101 8102"), RENKEI_BIN (renkei executable), NGINX (nginx),
+# RENKEI_REDIS_URL (redis://127.0.0.1:6379/0: websocket events fan out between replicas through
+# Redis; without it they use PostgreSQL LISTEN/NOTIFY).
 set -euo pipefail
 
 DIR="${RENKEI_LOCAL_DIR:-./var/local}"
@@ -76,6 +79,11 @@ $upstreams    }
             proxy_http_version 1.1;
             proxy_set_header Upgrade \$http_upgrade;
             proxy_set_header Connection \$connection_upgrade;
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_set_header X-Request-Id \$request_id;
+            proxy_set_header X-Client-Verify \$ssl_client_verify;
             proxy_read_timeout 1h;
         }
         location / { proxy_pass http://renkei; proxy_http_version 1.1; proxy_next_upstream error timeout; }
@@ -100,10 +108,17 @@ start() {
   mkdir -p "$DIR/logs"
   certs
   "$RENKEI_BIN" migrate --json > "$DIR/logs/migrate.json"
+  local fanout="postgres"
+  if [[ -n "${RENKEI_REDIS_URL:-}" ]]; then
+    [[ "$RENKEI_REDIS_URL" == redis://* || "$RENKEI_REDIS_URL" == rediss://* ]] \
+      || die "RENKEI_REDIS_URL must be a redis:// or rediss:// URL"
+    fanout="redis"
+  fi
   local i=0
   for p in "${API_PORTS[@]}"; do
     i=$((i + 1))
-    RENKEI_REPLICA="api-$i" nohup "$RENKEI_BIN" serve --host 127.0.0.1 --port "$p" \
+    RENKEI_REPLICA="api-$i" RENKEI_REDIS_URL="${RENKEI_REDIS_URL:-}" \
+      nohup "$RENKEI_BIN" serve --host 127.0.0.1 --port "$p" \
       > "$DIR/logs/api-$i.log" 2>&1 &
     echo $! > "$DIR/api-$i.pid"
   done
@@ -111,7 +126,7 @@ start() {
   nginx_conf
   "$NGINX" -c "$(cd "$DIR" && pwd)/nginx/nginx.conf" -e "$(cd "$DIR" && pwd)/nginx/logs/error.log"
   wait_ready "https://localhost:$TLS_PORT/readyz" --cacert "$DIR/certs/ca.crt"
-  echo "renkei-local: https://localhost:$TLS_PORT (replicas on ${API_PORTS[*]})"
+  echo "renkei-local: https://localhost:$TLS_PORT (replicas on ${API_PORTS[*]}, fan-out: $fanout)"
 }
 
 stop() {

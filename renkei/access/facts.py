@@ -76,10 +76,18 @@ class SharingFactWriter(SearchIndexWriter):
     def __init__(self, zone: tzinfo = DEFAULT_ZONE) -> None:
         super().__init__(zone)
 
-    def reindex(
-        self, session: Session, pk: int, res_type: str, content: dict[str, Any] | None
+    def replace(
+        self,
+        session: Session,
+        pk: int,
+        res_type: str,
+        content: dict[str, Any] | None,
+        *,
+        clear: bool = True,
     ) -> None:
-        super().reindex(session, pk, res_type, content)
+        """The search rows, then the sharing facts of ``pk``. Both a write (``reindex``)
+        and ``renkei reindex`` (``reindex_all``) come through here."""
+        super().replace(session, pk, res_type, content, clear=clear)
         if res_type not in _FACT_TYPES:
             return
         if not is_first_version(content):  # a resource just created has no facts yet

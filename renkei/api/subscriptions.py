@@ -52,6 +52,7 @@ async def status(services: Any = Depends(get_services)) -> dict[str, Any]:
     hub = services.notify.hub
     body["websocketConnections"] = len(hub.connections)
     body["hubPosition"] = hub.position
+    body["bus"] = services.notify.bus_kind
     return body
 
 

@@ -147,6 +147,8 @@ class NotifyService:
                 kind = "postgres"
             else:
                 kind = "inprocess"
+        #: how this process hears of other processes' events: redis, postgres or inprocess
+        self.bus_kind = kind
         if kind == "redis":
             assert self.config.redis_url
             return RedisBus(self.config.redis_url)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import ClientConnection, connect
 
 from tests.dbs import fresh_postgres_database
 from tests.e2e.procs import RENKEI, REPO, free_port, start_server, stop, wait_for
+from tests.notify_support import FHIR_JSON, observation
 
 SCRIPT = REPO / "deploy" / "local" / "renkei-local.sh"
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
@@ -30,9 +35,20 @@ def _need(tool: str | None, what: str) -> None:
     pytest.skip(f"{what} not installed")
 
 
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[dict[str, str]]:
+def _redis_url() -> str | None:
+    """Redis for the replicas' fan-out; CI (RENKEI_REQUIRE_REDIS=1) insists on it."""
+    url = os.environ.get("RENKEI_TEST_REDIS_URL") or None
+    if url is None and os.environ.get("RENKEI_REQUIRE_REDIS") == "1":
+        pytest.fail("RENKEI_REQUIRE_REDIS=1 but RENKEI_TEST_REDIS_URL is not set")
+    return url
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One deployment for the module's tests (each registers its own Organization)."""
     _need("nginx" if shutil.which("nginx") else "/usr/sbin/nginx", "nginx")
+    tmp_path = tmp_path_factory.mktemp("deploy")
+    redis_url = _redis_url()
     with fresh_postgres_database("renkei_deploy") as url:
         ports = [free_port(), free_port()]
         tls_port = free_port()
@@ -46,6 +62,8 @@ def deployment(tmp_path: Path) -> Iterator[dict[str, str]]:
             "RENKEI_BASE_URL": f"https://localhost:{tls_port}",
             "RENKEI_LOCAL_API_PORTS": " ".join(map(str, ports)),
             "RENKEI_BIN": RENKEI,
+            # production shape: websocket events cross replicas through Redis
+            "RENKEI_REDIS_URL": redis_url or "",
         }
         started = subprocess.run(
             [str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120
@@ -59,7 +77,11 @@ def deployment(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 def _token(env: dict[str, str], verify: ssl.SSLContext) -> str:
     """A back end's token, obtained the documented way: CLI registration, then OAuth."""
-    import json
+    return _client(env, verify)[0]
+
+
+def _client(env: dict[str, str], verify: ssl.SSLContext) -> tuple[str, str]:
+    """(access token, the client's Organization id)."""
 
     def cli(*args: str) -> dict[str, str]:
         done = subprocess.run(
@@ -78,7 +100,7 @@ def _token(env: dict[str, str], verify: ssl.SSLContext) -> str:
         verify=verify,
     )
     assert resp.status_code == 200, resp.text
-    return str(resp.json()["access_token"])
+    return str(resp.json()["access_token"]), org
 
 
 def test_two_replicas_behind_tls13_proxy(deployment: dict[str, str]) -> None:
@@ -101,6 +123,103 @@ def test_two_replicas_behind_tls13_proxy(deployment: dict[str, str]) -> None:
     old.maximum_version = ssl.TLSVersion.TLSv1_2
     with pytest.raises(httpx.ConnectError), httpx.Client(verify=old) as client:
         client.get(f"https://localhost:{port}/healthz")
+
+
+def _tls13(ca: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+def _settle(replica: str, auth: dict[str, str]) -> None:
+    """Wait until the replica's hub has reached every committed event."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        st = httpx.get(f"{replica}/notify/status", headers=auth, timeout=5).json()
+        if st["outboxPending"] == 0 and st["hubPosition"] == st["head"]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{replica} did not catch up with the event stream")
+
+
+def _next_event(ws: ClientConnection, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            text = ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+        except TimeoutError:
+            raise AssertionError(f"no event within {timeout}s: is the fan-out bus up?") from None
+        msg: dict[str, Any] = json.loads(text)
+        if msg["type"] == "event":
+            return msg
+        assert msg["type"] in ("heartbeat", "subscribed", "welcome"), msg
+
+
+def test_websocket_event_crosses_replicas_through_the_proxy(
+    deployment: dict[str, str],
+) -> None:
+    """A subscriber on wss:// through nginx hears of writes handled by either replica.
+
+    The proxy picks the websocket's replica; one write goes to each replica's own port, so
+    whichever replica holds the socket, one event was written on the other and reached it
+    through the fan-out bus (Redis here, as in deploy/compose.yaml). Both arrive well
+    within the hub's 30 s safety-net re-read, so they came by the bus.
+    """
+    ca = Path(deployment["RENKEI_LOCAL_DIR"]) / "certs" / "ca.crt"
+    tls = _tls13(ca)
+    token, org = _client(deployment, tls)
+    auth = {"Authorization": f"Bearer {token}"}
+    base = deployment["RENKEI_BASE_URL"]
+    replicas = [f"http://127.0.0.1:{p}" for p in deployment["RENKEI_LOCAL_API_PORTS"].split()]
+    expected_bus = "redis" if deployment["RENKEI_REDIS_URL"] else "postgres"
+    for replica in replicas:
+        status = httpx.get(f"{replica}/notify/status", headers=auth, timeout=10)
+        assert status.json()["bus"] == expected_bus, replica
+
+    patient = {
+        "resourceType": "Patient",
+        "name": [{"family": "連携", "given": ["花子"]}],
+        "managingOrganization": {"reference": f"Organization/{org}"},
+    }
+    created = httpx.post(
+        f"{base}/fhir/Patient",
+        json=patient,
+        headers={**auth, "Content-Type": FHIR_JSON},
+        verify=tls,
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    ref = f"Patient/{created.json()['id']}"
+    for replica in replicas:  # the Patient's own event is behind every hub: not delivered
+        _settle(replica, auth)
+
+    port = deployment["RENKEI_LOCAL_TLS_PORT"]
+    with connect(
+        f"wss://localhost:{port}/ws",
+        ssl=tls,
+        subprotocols=["renkei.v1", f"bearer.{token}"],  # type: ignore[list-item]
+        open_timeout=10,
+    ) as ws:
+        assert ws.subprotocol == "renkei.v1"
+        assert ws.socket.version() == "TLSv1.3"  # type: ignore[attr-defined]
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        ws.send(json.dumps({"type": "subscribe", "id": "p", "topic": "patient", "patient": ref}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "subscribed"
+        written: dict[str, str] = {}
+        for replica in replicas:
+            t0 = time.monotonic()
+            resp = httpx.post(
+                f"{replica}/fhir/Observation",
+                json=observation(ref),
+                headers={**auth, "Content-Type": FHIR_JSON},
+                timeout=30,
+            )
+            assert resp.status_code == 201, resp.text
+            msg = _next_event(ws, timeout=10)
+            assert time.monotonic() - t0 < 5, "slower than the bus: came by the re-read?"
+            written[replica] = f"Observation/{resp.json()['id']}"
+            assert msg["event"]["resource"] == written[replica], replica
+            assert msg["subscriptions"] == ["p"]
 
 
 def _pg(cmd: list[str]) -> None:

@@ -156,6 +156,34 @@ def test_reindex_command_rebuilds_rows(
     assert json.loads(capsys.readouterr().out)["ok"] is False
 
 
+def test_reindex_command_rebuilds_sharing_facts(
+    client: TestClient,
+    services: Services,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The facts are derived like the index rows: an upgrade that adds their tables to a
+    populated database is followed by ``renkei reindex`` (docs/operations/deploy.md)."""
+    from renkei.access.models import access_patient_owner
+
+    org = client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "x"})
+    body = {
+        **example("Patient-jp-patient-example-1"),
+        "managingOrganization": {"reference": f"Organization/{org.json()['id']}"},
+    }
+    put(client, body)
+    owners = select(services, access_patient_owner, "patient_id", "organization_id")
+    assert owners == [(body["id"], org.json()["id"])]
+    with services.db.session(write=True) as session:
+        session.execute(access_patient_owner.delete())
+
+    monkeypatch.setenv("RENKEI_DATABASE_URL", database_url)
+    assert main(["reindex", "--json"]) == 0
+    capsys.readouterr()
+    assert select(services, access_patient_owner, "patient_id", "organization_id") == owners
+
+
 def test_migration_matches_index_table_models(database_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

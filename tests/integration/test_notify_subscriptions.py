@@ -221,3 +221,8 @@ def test_deleting_subscription_forgets_it(app_client: TestClient) -> None:
     status = app_client.get(f"/fhir/Subscription/{sub['id']}/$status")
     assert status.status_code == 404
     assert app_client.get("/notify/status").json()["subscriptions"] == {}
+
+
+def test_status_names_the_fan_out_bus(app_client: TestClient, settings: Settings) -> None:
+    expected = "inprocess" if settings.is_sqlite else "postgres"  # no RENKEI_REDIS_URL here
+    assert app_client.get("/notify/status").json()["bus"] == expected

@@ -37,3 +37,22 @@ def test_container_image_runs_as_non_root_with_health_check() -> None:
     assert "USER renkei" in dockerfile
     assert "HEALTHCHECK" in dockerfile
     assert "AS build" in dockerfile  # multi-stage
+
+
+def test_proxy_routes_websockets_with_every_header() -> None:
+    """``location /ws`` upgrades the connection and, since a location that sets any
+    proxy_set_header inherits none, repeats the forwarding headers itself."""
+    for conf in (
+        (DEPLOY / "nginx" / "renkei.conf").read_text(),
+        (DEPLOY / "local" / "renkei-local.sh").read_text(),
+    ):
+        block = conf.split("location /ws {", 1)[1].split("}", 1)[0]
+        for header in ("Upgrade", "Connection", "Host", "X-Forwarded-For", "X-Request-Id"):
+            assert f"proxy_set_header {header} " in block, header
+
+
+def test_replicas_fan_out_through_redis() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    for name in ("api-1", "api-2"):
+        assert compose["services"][name]["environment"]["RENKEI_REDIS_URL"].startswith("redis://")
+    assert "RENKEI_REDIS_URL" in (DEPLOY / "local" / "renkei-local.sh").read_text()
