@@ -51,8 +51,12 @@ call = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("closed_at", UtcDateTime(), nullable=True),
+    #: the agreed escalation rule (renkei.criteria) that opened the call, if one did
+    sa.Column("rule_id", sa.String(64), nullable=True),
+    sa.Column("rule_name", sa.String(200), nullable=True),
     sa.Index("ix_call_due", "state", "next_due_at"),
     sa.Index("ix_call_owner_state", "owner", "state"),
+    sa.Index("ix_call_rule_patient", "rule_id", "patient"),
 )
 
 call_event = sa.Table(
@@ -62,7 +66,8 @@ call_event = sa.Table(
     sa.Column("call_id", sa.String(64), sa.ForeignKey("call.id"), nullable=False),
     sa.Column("at", UtcDateTime(), nullable=False),
     #: created, routed, queued, notified, acknowledged, accepted, rejected, escalated,
-    #: handed_over, resolved, cancelled, failed, requester_told, overdue, published
+    #: handed_over, resolved, cancelled, failed, requester_told, overdue, published,
+    #: criteria_refired (the rule that opened the call fired again while it was open)
     sa.Column("kind", sa.String(32), nullable=False),
     #: who did it: a principal subject, or ``system`` for the worker
     sa.Column("actor", sa.String(200), nullable=False),

@@ -12,6 +12,7 @@ takes bare ids.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,6 +26,8 @@ from renkei.store.models import resource
 if TYPE_CHECKING:
     from renkei.calls.config import CallSettings
     from renkei.clock import Clock
+
+log = logging.getLogger(__name__)
 
 
 # -- roster ---------------------------------------------------------------------------------
@@ -290,10 +293,17 @@ def _primary_of(team: dict[str, Any]) -> tuple[str | None, str | None]:
 
 @dataclass(frozen=True)
 class BusEvent:
-    """One event for the in-app bus (websocket to the recipients' open connections)."""
+    """One event for the in-app bus (websocket to the recipients' open connections).
 
-    topic: str  # urgent-call.page | urgent-call.update | urgent-call.failed | urgent-call.overdue
-    call_id: str
+    Most events are about a call. ``criteria.notify-primary`` (an escalation rule told the
+    primary doctor, renkei.criteria) is about no call: ``call_id`` is None and ``about``
+    names the resource version that fired it (``Observation/1/_history/2``).
+    """
+
+    #: urgent-call.page | urgent-call.update | urgent-call.failed | urgent-call.overdue |
+    #: criteria.notify-primary
+    topic: str
+    call_id: str | None
     at: datetime
     recipients: tuple[str, ...]
     payload: dict[str, Any]
@@ -301,6 +311,10 @@ class BusEvent:
     key: str
     #: the call's step number when the event was raised
     step: int = 0
+    #: ``Patient/<id>`` the event concerns (calls: taken from the payload's call)
+    patient: str | None = None
+    #: the resource (version) an event about no call concerns
+    about: str | None = None
 
 
 class Notifier(Protocol):
@@ -310,9 +324,16 @@ class Notifier(Protocol):
 
 
 class TimelineNotifier:
-    """Default until the merge: records each bus event in the call timeline (``published``)."""
+    """Default until the merge: records each bus event in the call timeline (``published``).
+
+    An event about no call has no timeline: it is only logged (nobody hears it without
+    the bus, which ``create_app`` always connects).
+    """
 
     def publish(self, session: Session, event: BusEvent) -> None:
+        if event.call_id is None:
+            log.warning("no bus to tell %s about %s", ",".join(event.recipients), event.topic)
+            return
         session.execute(
             call_event.insert().values(
                 call_id=event.call_id,
@@ -340,6 +361,24 @@ class NotifyBusNotifier:
     def publish(self, session: Session, event: BusEvent) -> None:
         from renkei.notify import Event, publish
 
+        if event.call_id is None:
+            res_type, _, rest = (event.about or "").partition("/")
+            res_id, _, version = rest.partition("/_history/")
+            publish(
+                session,
+                Event(
+                    kind="call",
+                    action=event.topic.rsplit(".", 1)[-1],
+                    res_type=res_type or None,
+                    res_id=res_id or None,
+                    version_id=int(version) if version.isdigit() else None,
+                    patient=event.patient,
+                    audience=event.recipients,
+                    data={"key": event.key, **event.payload},
+                ),
+                clock=self._clock,
+            )
+            return
         call = event.payload.get("call") or {}
         publish(
             session,
