@@ -122,6 +122,9 @@ def build_services(
     call_ports = default_ports(call_settings)
     call_ports.notifier = NotifyBusNotifier(clock)
     services.calls = build_runtime(call_settings, engine, ports=call_ports)
+    from renkei.criteria import install as install_criteria
+
+    install_criteria(engine, services.calls)
     return services
 
 
