@@ -192,6 +192,10 @@ def create_app(
     app.include_router(subscriptions.router)
     app.include_router(calls.router)
     calls.install_error_handler(app)
+    from renkei.api import criteria
+
+    app.include_router(criteria.router)
+    criteria.install_error_handler(app)
     app.add_exception_handler(AuthError, auth.auth_error_response)
 
     @app.exception_handler(CollabError)
