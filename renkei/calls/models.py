@@ -1,10 +1,11 @@
-"""Tables of the urgent-call domain: the escalation state, its timeline, deliveries, grants.
+"""Tables of the urgent-call domain: the escalation state, its timeline, its deliveries.
 
 The FHIR ``Task`` is the call's public face; these rows are the machinery behind it. The
 ``call`` row holds the state machine (see ``escalation.py``) and the due time of its next
 step, so a worker in any process can pick it up after a crash. ``call_event`` is the
 append-only timeline; a unique ``(call_id, step_key)`` makes "page this person for this
-step" something the database refuses to record twice.
+step" something the database refuses to record twice. Duty access (the doctor paged may
+read the patient) is kept by the access package (``access_grant``), not here.
 """
 
 from __future__ import annotations
@@ -98,17 +99,4 @@ call_delivery = sa.Table(
     sa.Index("ix_call_delivery_due", "delivered_at", "next_attempt_at"),
 )
 
-duty_access_grant = sa.Table(
-    "duty_access_grant",
-    metadata,
-    sa.Column("pk", BigPk, primary_key=True, autoincrement=True),
-    sa.Column("call_id", sa.String(64), nullable=False),
-    sa.Column("practitioner_role", sa.String(200), nullable=False),
-    sa.Column("patient", sa.String(200), nullable=False),
-    sa.Column("granted_at", UtcDateTime(), nullable=False),
-    sa.Column("until", UtcDateTime(), nullable=False),
-    sa.UniqueConstraint("call_id", "practitioner_role", name="uq_duty_access_call_role"),
-    sa.Index("ix_duty_access_role_patient", "practitioner_role", "patient"),
-)
-
-__all__ = ["call", "call_delivery", "call_event", "duty_access_grant"]
+__all__ = ["call", "call_delivery", "call_event"]

@@ -499,6 +499,9 @@ def _act(
             new, effects = esc.cancel(s, by, args.get("reason"))
     except esc.TransitionRefused as exc:
         raise InvalidTransition(str(exc), row.state) from exc
+    if action in ("handover", "reject") and (row.owner or "").startswith("PractitionerRole/"):
+        # the holder passed the call on: their duty access ends (a later page re-grants)
+        rt.ports.access.release(session, row.id, row.owner, now)
     extra: dict[str, Any] = {}
     if action == "resolve":
         extra = {"outcome": args.get("outcome"), "note": args.get("note")}
@@ -663,7 +666,7 @@ def _persist(
         elif isinstance(effect, esc.TellRequester):
             _tell_requester(rt, session, now, fresh, effect.message)
         elif isinstance(effect, esc.Close):
-            rt.ports.access.end(session, row.id, now + rt.settings.access_grace)
+            rt.ports.access.end(session, row.id, now)
     if new.state != row.state and fresh.requester:
         _publish(
             rt,
