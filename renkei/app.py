@@ -122,6 +122,9 @@ def build_services(
     call_ports = default_ports(call_settings)
     call_ports.notifier = NotifyBusNotifier(clock)
     services.calls = build_runtime(call_settings, engine, ports=call_ports)
+    from renkei.criteria import install as install_criteria
+
+    install_criteria(engine, services.calls)
     return services
 
 
@@ -189,6 +192,10 @@ def create_app(
     app.include_router(subscriptions.router)
     app.include_router(calls.router)
     calls.install_error_handler(app)
+    from renkei.api import criteria
+
+    app.include_router(criteria.router)
+    criteria.install_error_handler(app)
     app.add_exception_handler(AuthError, auth.auth_error_response)
 
     @app.exception_handler(CollabError)

@@ -21,7 +21,7 @@ from renkei.calls.ports import (
     EscalationPolicy,
     FhirPatientDirectory,
     RecordingNotifier,
-    TableDutyAccess,
+    SharingDutyAccess,
 )
 from renkei.calls.static_roster import StaticDuty, StaticDutyResolver, StaticGroup
 from renkei.calls.worker import WorkerReport
@@ -174,7 +174,7 @@ class CallDriver:
             duty=roster(self.net),
             directory=FhirPatientDirectory(),
             notifier=self.notifier,
-            access=TableDutyAccess(),
+            access=SharingDutyAccess(),
         )
         runtime.channels = {self.channel.name: self.channel}
 
@@ -237,6 +237,18 @@ class CallDriver:
 
     def paged(self, call_id: str) -> list[str]:
         return [e["target"] for e in self.call(call_id)["timeline"] if e["kind"] == "notified"]
+
+    def may_read(self, role: str, org: str, patient: str) -> bool:
+        """Whether a user of ``role`` at ``org`` may read ``patient`` under the production
+        sharing policy now (the services of these tests allow everything)."""
+        from renkei.access import SharingPolicy
+
+        who = principal_for(role, org)
+        with self.services.db.session() as session:
+            stored = self.services.engine.repository(session).read(*patient.split("/"))
+            return SharingPolicy(self.clock).can_read(
+                session, RequestContext(principal=who), stored
+            )
 
 
 def install_test_tokens(services: Services, tokens: dict[str, Principal]) -> None:

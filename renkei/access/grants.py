@@ -53,9 +53,16 @@ def grant_duty_access(
 
 
 def revoke_duty_access(
-    session: Session, *, now: datetime, grant_id: int | None = None, source: str | None = None
+    session: Session,
+    *,
+    now: datetime,
+    grant_id: int | None = None,
+    source: str | None = None,
+    practitioner_role_id: str | None = None,
 ) -> int:
-    """End grants early (by id, or every grant opened by ``source``); how many ended."""
+    """End grants early (by id, or every grant opened by ``source``, optionally only those
+    of one ``practitioner_role_id``, e.g. a doctor who handed an urgent call over); how many
+    ended."""
     if grant_id is None and source is None:
         raise GrantError("revoke needs a grant id or a source")
     stmt = access_grant.update().where(access_grant.c.revoked.is_(None))
@@ -64,6 +71,8 @@ def revoke_duty_access(
         if grant_id is not None
         else stmt.where(access_grant.c.source == source)
     )
+    if practitioner_role_id is not None:
+        stmt = stmt.where(access_grant.c.practitioner_role_id == practitioner_role_id)
     result = session.execute(stmt.values(revoked=now))
     return int(result.rowcount)  # type: ignore[attr-defined]
 

@@ -76,6 +76,7 @@ access_grant = sa.Table(
     sa.Column("revoked", UtcDateTime(), nullable=True),
     sa.Index("ix_access_grant_role", "practitioner_role_id", "patient_id"),
     sa.Index("ix_access_grant_subject", "subject", "patient_id"),
+    sa.Index("ix_access_grant_source", "source"),
 )
 
 __all__ = ["access_consent", "access_grant", "access_patient_owner", "access_team_member"]

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from renkei.auth.principal import Principal
 from renkei.clock import Clock
+from renkei.fhir.context import RequestContext
 
 if TYPE_CHECKING:
     from renkei.app import Services
@@ -51,3 +52,18 @@ async def require_principal(
             headers={"WWW-Authenticate": "Bearer"},
         )
     return principal
+
+
+def request_context(request: Request, principal: Principal | None) -> RequestContext:
+    """The FHIR engine's view of this HTTP request (for packages that ask the engine's
+    access policy about the caller)."""
+    import uuid
+
+    from renkei.api.fhir import base_url
+
+    return RequestContext(
+        principal=principal,
+        request_id=getattr(request.state, "request_id", None) or uuid.uuid4().hex,
+        remote_addr=request.client.host if request.client else None,
+        base_url=base_url(request),
+    )

@@ -24,9 +24,7 @@ class CallSettings:
     #: a step this late is reported by the self-check
     overdue_grace: timedelta = timedelta(seconds=30)
     self_check_every: timedelta = timedelta(seconds=30)
-    #: duty access lasts this long after the call closes (writing up the visit)
-    access_grace: timedelta = timedelta(hours=1)
-    #: duty access while the call is open is capped at this (then renewed by any step)
+    #: duty access (ended when the call ends) is capped at this; the next page renews it
     access_max: timedelta = timedelta(hours=24)
     #: outbound webhook for SMS/phone gateways (docs/urgent-calls.md); None: not sent
     webhook_url: str | None = None

@@ -10,7 +10,9 @@ A Task is an urgent call when its ``code`` has ``urgent-call`` in
 - the reason in ``reasonCode.text`` (or ``description``),
 - ``input`` of type ``callback-number`` (``valueContactPoint`` or ``valueString``),
 - ``input`` of type ``vitals`` referencing Observations, contained (``#id``) or stored,
-- ``identifier``: its first ``system|value`` is the idempotency key.
+- ``identifier``: its first ``system|value`` is the idempotency key,
+- a ``reasonCode.coding`` in :data:`CRITERIA_SYSTEM` when an agreed escalation rule
+  (renkei.criteria) opened the call: ``code`` is the rule's id, ``display`` its name.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ IDEMPOTENCY_SYSTEM = "https://renkei.example.jp/fhir/sid/urgent-call-idempotency
 PRIORITIES = ("stat", "asap", "urgent", "routine")
 #: Task statuses that mean "please act": a draft Task is not routed until it becomes one
 INTAKE_STATUSES = frozenset({"requested", "ready", "received"})
+#: Task.reasonCode coding naming the agreed escalation rule that opened the call
+CRITERIA_SYSTEM = "https://renkei.example.jp/fhir/CodeSystem/escalation-criteria"
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    """The escalation rule behind a call: its id (``criteria_rule.id``) and name."""
+
+    id: str
+    name: str
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,7 @@ class Intake:
     callback: str | None
     idempotency_key: str | None
     vitals: tuple[str, ...] = field(default=())
+    rule: RuleRef | None = None
 
 
 def is_urgent_call(task: dict[str, Any] | None) -> bool:
@@ -75,6 +88,7 @@ def read_intake(task: dict[str, Any]) -> Intake:
     reason = (reason_code.get("text") if isinstance(reason_code, dict) else None) or task.get(
         "description"
     )
+    rule = _rule_of(reason_code)
     callback = None
     vitals: list[str] = []
     for entry in task.get("input") or []:
@@ -97,7 +111,23 @@ def read_intake(task: dict[str, Any]) -> Intake:
         callback=callback,
         idempotency_key=key,
         vitals=tuple(vitals),
+        rule=rule,
     )
+
+
+def _rule_of(reason_code: Any) -> RuleRef | None:
+    """
+    >>> _rule_of({"coding": [{"system": CRITERIA_SYSTEM, "code": "r1", "display": "SpO2"}]})
+    RuleRef(id='r1', name='SpO2')
+    """
+    if not isinstance(reason_code, dict):
+        return None
+    for coding in reason_code.get("coding") or []:
+        if isinstance(coding, dict) and coding.get("system") == CRITERIA_SYSTEM:
+            code = coding.get("code")
+            if isinstance(code, str) and code:
+                return RuleRef(code[:64], str(coding.get("display") or code)[:200])
+    return None
 
 
 def build_task(
@@ -110,11 +140,13 @@ def build_task(
     vitals: list[dict[str, Any] | str],
     idempotency_key: str | None,
     authored_on: datetime,
+    rule: RuleRef | None = None,
 ) -> dict[str, Any]:
     """The Task that ``POST /oncall/calls`` creates through the FHIR engine.
 
     Vitals given as Observation JSON are contained in the Task; given as references they are
-    referenced as they are.
+    referenced as they are. ``rule`` (an escalation rule opened the call) becomes a
+    ``reasonCode.coding`` in :data:`CRITERIA_SYSTEM`.
     """
     if priority not in PRIORITIES:
         raise InvalidCall(f"priority must be one of {', '.join(PRIORITIES)}")
@@ -134,6 +166,10 @@ def build_task(
         "description": reason,
         "reasonCode": {"text": reason},
     }
+    if rule is not None:
+        task["reasonCode"]["coding"] = [
+            {"system": CRITERIA_SYSTEM, "code": rule.id, "display": rule.name}
+        ]
     if idempotency_key:
         task["identifier"] = [{"system": IDEMPOTENCY_SYSTEM, "value": idempotency_key}]
     if requester:
@@ -169,11 +205,13 @@ def _input_code(code: str) -> dict[str, Any]:
 
 
 __all__ = [
+    "CRITERIA_SYSTEM",
     "IDEMPOTENCY_SYSTEM",
     "INTAKE_STATUSES",
     "PRIORITIES",
     "URGENT_CALL_CODE",
     "Intake",
+    "RuleRef",
     "build_task",
     "is_urgent_call",
     "read_intake",

@@ -1,10 +1,11 @@
-"""Tables of the urgent-call domain: the escalation state, its timeline, deliveries, grants.
+"""Tables of the urgent-call domain: the escalation state, its timeline, its deliveries.
 
 The FHIR ``Task`` is the call's public face; these rows are the machinery behind it. The
 ``call`` row holds the state machine (see ``escalation.py``) and the due time of its next
 step, so a worker in any process can pick it up after a crash. ``call_event`` is the
 append-only timeline; a unique ``(call_id, step_key)`` makes "page this person for this
-step" something the database refuses to record twice.
+step" something the database refuses to record twice. Duty access (the doctor paged may
+read the patient) is kept by the access package (``access_grant``), not here.
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ call = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("closed_at", UtcDateTime(), nullable=True),
+    #: the agreed escalation rule (renkei.criteria) that opened the call, if one did
+    sa.Column("rule_id", sa.String(64), nullable=True),
+    sa.Column("rule_name", sa.String(200), nullable=True),
     sa.Index("ix_call_due", "state", "next_due_at"),
     sa.Index("ix_call_owner_state", "owner", "state"),
+    sa.Index("ix_call_rule_patient", "rule_id", "patient"),
 )
 
 call_event = sa.Table(
@@ -62,7 +67,8 @@ call_event = sa.Table(
     sa.Column("call_id", sa.String(64), sa.ForeignKey("call.id"), nullable=False),
     sa.Column("at", UtcDateTime(), nullable=False),
     #: created, routed, queued, notified, acknowledged, accepted, rejected, escalated,
-    #: handed_over, resolved, cancelled, failed, requester_told, overdue, published
+    #: handed_over, resolved, cancelled, failed, requester_told, overdue, published,
+    #: criteria_refired (the rule that opened the call fired again while it was open)
     sa.Column("kind", sa.String(32), nullable=False),
     #: who did it: a principal subject, or ``system`` for the worker
     sa.Column("actor", sa.String(200), nullable=False),
@@ -93,17 +99,4 @@ call_delivery = sa.Table(
     sa.Index("ix_call_delivery_due", "delivered_at", "next_attempt_at"),
 )
 
-duty_access_grant = sa.Table(
-    "duty_access_grant",
-    metadata,
-    sa.Column("pk", BigPk, primary_key=True, autoincrement=True),
-    sa.Column("call_id", sa.String(64), nullable=False),
-    sa.Column("practitioner_role", sa.String(200), nullable=False),
-    sa.Column("patient", sa.String(200), nullable=False),
-    sa.Column("granted_at", UtcDateTime(), nullable=False),
-    sa.Column("until", UtcDateTime(), nullable=False),
-    sa.UniqueConstraint("call_id", "practitioner_role", name="uq_duty_access_call_role"),
-    sa.Index("ix_duty_access_role_patient", "practitioner_role", "patient"),
-)
-
-__all__ = ["call", "call_delivery", "call_event", "duty_access_grant"]
+__all__ = ["call", "call_delivery", "call_event"]

@@ -2,8 +2,8 @@
 
 The merge connects the real roster, notification bus, access policy and audit log here and
 nowhere else (see :func:`default_ports`). Until then each port has a default that works on
-its own: a table-free :class:`~renkei.calls.static_roster.StaticDutyResolver`, a notifier
-that writes to the call timeline, and a table-backed duty-access grant list.
+its own: a table-free :class:`~renkei.calls.static_roster.StaticDutyResolver` and a notifier
+that writes to the call timeline. Duty access goes to the access package's grants.
 
 References are FHIR literal references throughout: ``Organization/<id>``,
 ``PractitionerRole/<id>``, ``Patient/<id>``. Adapters strip the type where a package
@@ -12,6 +12,7 @@ takes bare ids.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,12 +20,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from renkei.calls.models import call_event, duty_access_grant
+from renkei.calls.models import call_event
 from renkei.store.models import resource
 
 if TYPE_CHECKING:
     from renkei.calls.config import CallSettings
     from renkei.clock import Clock
+
+log = logging.getLogger(__name__)
 
 
 # -- roster ---------------------------------------------------------------------------------
@@ -292,10 +295,17 @@ def _primary_of(team: dict[str, Any]) -> tuple[str | None, str | None]:
 
 @dataclass(frozen=True)
 class BusEvent:
-    """One event for the in-app bus (websocket to the recipients' open connections)."""
+    """One event for the in-app bus (websocket to the recipients' open connections).
 
-    topic: str  # urgent-call.page | urgent-call.update | urgent-call.failed | urgent-call.overdue
-    call_id: str
+    Most events are about a call. ``criteria.notify-primary`` (an escalation rule told the
+    primary doctor, renkei.criteria) is about no call: ``call_id`` is None and ``about``
+    names the resource version that fired it (``Observation/1/_history/2``).
+    """
+
+    #: urgent-call.page | urgent-call.update | urgent-call.failed | urgent-call.overdue |
+    #: criteria.notify-primary
+    topic: str
+    call_id: str | None
     at: datetime
     recipients: tuple[str, ...]
     payload: dict[str, Any]
@@ -303,6 +313,10 @@ class BusEvent:
     key: str
     #: the call's step number when the event was raised
     step: int = 0
+    #: ``Patient/<id>`` the event concerns (calls: taken from the payload's call)
+    patient: str | None = None
+    #: the resource (version) an event about no call concerns
+    about: str | None = None
 
 
 class Notifier(Protocol):
@@ -312,9 +326,16 @@ class Notifier(Protocol):
 
 
 class TimelineNotifier:
-    """Default until the merge: records each bus event in the call timeline (``published``)."""
+    """Default until the merge: records each bus event in the call timeline (``published``).
+
+    An event about no call has no timeline: it is only logged (nobody hears it without
+    the bus, which ``create_app`` always connects).
+    """
 
     def publish(self, session: Session, event: BusEvent) -> None:
+        if event.call_id is None:
+            log.warning("no bus to tell %s about %s", ",".join(event.recipients), event.topic)
+            return
         session.execute(
             call_event.insert().values(
                 call_id=event.call_id,
@@ -342,6 +363,24 @@ class NotifyBusNotifier:
     def publish(self, session: Session, event: BusEvent) -> None:
         from renkei.notify import Event, publish
 
+        if event.call_id is None:
+            res_type, _, rest = (event.about or "").partition("/")
+            res_id, _, version = rest.partition("/_history/")
+            publish(
+                session,
+                Event(
+                    kind="call",
+                    action=event.topic.rsplit(".", 1)[-1],
+                    res_type=res_type or None,
+                    res_id=res_id or None,
+                    version_id=int(version) if version.isdigit() else None,
+                    patient=event.patient,
+                    audience=event.recipients,
+                    data={"key": event.key, **event.payload},
+                ),
+                clock=self._clock,
+            )
+            return
         call = event.payload.get("call") or {}
         publish(
             session,
@@ -374,10 +413,11 @@ class RecordingNotifier:
 
 
 class DutyAccess(Protocol):
-    """Duty access: the doctor routed a call may read that patient's summary meanwhile.
+    """Duty access: a doctor paged for a call may read that patient while the call lasts.
 
-    The merge connects this to the sharing policy (auth-audit); the default keeps grants in
-    ``duty_access_grant``, which the policy can consult through :meth:`holds`.
+    Connected to the access package (:class:`SharingDutyAccess`): the sharing policy
+    honours its grants, so the on-duty doctor of another clinic can read the patient and
+    its ``$summary`` during the call, and gets 404 again once it ends.
     """
 
     def grant(
@@ -388,19 +428,25 @@ class DutyAccess(Protocol):
         patient: str,
         granted_at: datetime,
         until: datetime,
-    ) -> None: ...
-
-    def end(self, session: Session, call_id: str, until: datetime) -> None:
-        """Shorten every grant of the call to ``until`` (call closed plus a grace period)."""
+    ) -> None:
+        """``practitioner_role`` may read ``patient`` until ``until`` (or the call's end)."""
         ...
 
-    def holds(
-        self, session: Session, practitioner_role: str, patient: str, at: datetime
-    ) -> bool: ...
+    def release(self, session: Session, call_id: str, practitioner_role: str, at: datetime) -> None:
+        """End one doctor's grants of the call (they handed it over or declined it)."""
+        ...
+
+    def end(self, session: Session, call_id: str, at: datetime) -> None:
+        """End every grant of the call (resolved, cancelled or failed)."""
+        ...
 
 
-class TableDutyAccess:
-    """Grants in the ``duty_access_grant`` table, one row per (call, practitioner role)."""
+class SharingDutyAccess:
+    """:class:`DutyAccess` over ``renkei.access`` duty grants (``access_grant``).
+
+    Each page adds a grant whose ``source`` is the call's Task (``Task/<call id>``), read
+    only, capped at ``until`` (``CallSettings.access_max``; the next page renews it).
+    """
 
     def grant(
         self,
@@ -411,44 +457,44 @@ class TableDutyAccess:
         granted_at: datetime,
         until: datetime,
     ) -> None:
-        t = duty_access_grant
-        existing = session.execute(
-            sa.select(t.c.pk, t.c.until).where(
-                t.c.call_id == call_id, t.c.practitioner_role == practitioner_role
-            )
-        ).first()
-        if existing is None:
-            session.execute(
-                t.insert().values(
-                    call_id=call_id,
-                    practitioner_role=practitioner_role,
-                    patient=patient,
-                    granted_at=granted_at,
-                    until=until,
-                )
-            )
-        elif existing.until < until:
-            session.execute(t.update().where(t.c.pk == existing.pk).values(until=until))
+        from renkei.access import grant_duty_access
 
-    def end(self, session: Session, call_id: str, until: datetime) -> None:
-        t = duty_access_grant
-        session.execute(
-            t.update().where(t.c.call_id == call_id, t.c.until > until).values(until=until)
+        grant_duty_access(
+            session,
+            patient_id=_bare(patient),
+            practitioner_role_id=_bare(practitioner_role),
+            now=granted_at,
+            until=until,
+            reason=f"urgent call Task/{call_id}",
+            source=_source(call_id),
         )
 
-    def holds(self, session: Session, practitioner_role: str, patient: str, at: datetime) -> bool:
-        t = duty_access_grant
-        row = session.execute(
-            sa.select(t.c.pk)
-            .where(
-                t.c.practitioner_role == as_ref("PractitionerRole", practitioner_role),
-                t.c.patient == as_ref("Patient", patient),
-                t.c.granted_at <= at,
-                t.c.until > at,
-            )
-            .limit(1)
-        ).first()
-        return row is not None
+    def release(self, session: Session, call_id: str, practitioner_role: str, at: datetime) -> None:
+        from renkei.access import revoke_duty_access
+
+        revoke_duty_access(
+            session,
+            now=at,
+            source=_source(call_id),
+            practitioner_role_id=_bare(practitioner_role),
+        )
+
+    def end(self, session: Session, call_id: str, at: datetime) -> None:
+        from renkei.access import revoke_duty_access
+
+        revoke_duty_access(session, now=at, source=_source(call_id))
+
+
+def _source(call_id: str) -> str:
+    return f"Task/{call_id}"
+
+
+def _bare(ref: str) -> str:
+    """
+    >>> _bare("PractitionerRole/r1"), _bare("r1")
+    ('r1', 'r1')
+    """
+    return ref.rsplit("/", 1)[-1]
 
 
 def as_ref(res_type: str, value: str) -> str:
@@ -479,7 +525,7 @@ def default_ports(settings: CallSettings) -> CallPorts:
       and for a network without rotation groups in the database.
     - ``notifier``: the timeline only; ``create_app`` swaps in :class:`NotifyBusNotifier`
       (renkei.notify.publish) when the notify service is built.
-    - ``access``: MERGE: the auth-audit sharing policy's duty-access grants.
+    - ``access``: the access package's duty grants, which the sharing policy honours.
     """
     from renkei.calls.static_roster import StaticDutyResolver
 
@@ -492,7 +538,7 @@ def default_ports(settings: CallSettings) -> CallPorts:
         duty=duty,
         directory=FhirPatientDirectory(),
         notifier=TimelineNotifier(),
-        access=TableDutyAccess(),
+        access=SharingDutyAccess(),
     )
 
 
@@ -511,7 +557,7 @@ __all__ = [
     "PrimaryCare",
     "RecordingNotifier",
     "RosterDutyResolver",
-    "TableDutyAccess",
+    "SharingDutyAccess",
     "TimelineNotifier",
     "as_ref",
     "default_ports",

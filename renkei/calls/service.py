@@ -37,6 +37,7 @@ from renkei.calls.errors import (
 from renkei.calls.intake import (
     IDEMPOTENCY_SYSTEM,
     INTAKE_STATUSES,
+    RuleRef,
     build_task,
     is_urgent_call,
     read_intake,
@@ -168,6 +169,8 @@ def intake_task(
         "created_by": actor,
         "created_at": now,
         "updated_at": now,
+        "rule_id": intake.rule.id if intake.rule else None,
+        "rule_name": intake.rule.name if intake.rule else None,
     }
     try:
         with session.begin_nested():
@@ -176,20 +179,11 @@ def intake_task(
         raise DuplicateCall(
             f"an urgent call with identifier {intake.idempotency_key} already exists"
         ) from exc
-    _record(
-        session,
-        task["id"],
-        now,
-        "created",
-        "created",
-        actor,
-        intake.requester,
-        0,
-        {
-            "priority": intake.priority,
-            "vitals": list(intake.vitals),
-        },
-    )
+    created: dict[str, Any] = {"priority": intake.priority, "vitals": list(intake.vitals)}
+    if intake.rule is not None:
+        created["rule"] = {"id": intake.rule.id, "name": intake.rule.name}
+        created["reason"] = intake.reason
+    _record(session, task["id"], now, "created", "created", actor, intake.requester, 0, created)
     CALLS_CREATED.inc()
     row: Any = _Row({c.name: None for c in call.columns} | values)
     try:
@@ -315,6 +309,120 @@ def _as_call_error(exc: FhirError) -> CallError:
     return InvalidCall(exc.diagnostics)
 
 
+# -- calls opened by agreed escalation rules (renkei.criteria) ------------------------------
+
+
+def open_rule_call(
+    rt: CallRuntime,
+    session: Session,
+    principal: Principal,
+    new: NewCall,
+    *,
+    rule: RuleRef,
+    idempotency_key: str,
+    firing: dict[str, Any],
+    base_url: str = "",
+) -> tuple[str, bool]:
+    """Open the urgent call a fired escalation rule asks for, in the caller's transaction.
+
+    Returns ``(call id, opened)``. While a call the same rule opened for the same patient
+    is still open, no second call is opened: the firing is added to that call's timeline
+    as ``criteria_refired`` (once per ``firing["observation"]``), so a nurse posting SpO2
+    every five minutes does not page the doctor every five minutes. The caller serialises
+    firings of one rule (renkei.criteria locks the rule's row), which makes the check safe
+    across processes. Raises :class:`CallError` when the call cannot be opened.
+    """
+    now = rt.engine.clock.now()
+    existing = session.execute(
+        sa.select(call.c.id, call.c.step_seq)
+        .where(
+            call.c.rule_id == rule.id,
+            call.c.patient == new.patient,
+            call.c.state.in_(sorted(esc.OPEN_STATES)),
+        )
+        .order_by(call.c.created_at)
+        .limit(1)
+    ).first()
+    actor = _actor_of(principal)
+    if existing is not None:
+        key = f"criteria_refired:{firing.get('observation', '')}"[:100]
+        try:
+            with session.begin_nested():
+                _record(
+                    session,
+                    existing.id,
+                    now,
+                    "criteria_refired",
+                    key,
+                    actor,
+                    None,
+                    existing.step_seq,
+                    {"rule": {"id": rule.id, "name": rule.name}, **firing},
+                )
+        except IntegrityError:
+            pass  # this Observation version is on the timeline already
+        return existing.id, False
+    task = build_task(
+        patient=new.patient,
+        reason=new.reason,
+        priority=new.priority,
+        requester=new.requester,
+        callback=new.callback,
+        vitals=new.vitals,
+        idempotency_key=idempotency_key,
+        authored_on=now,
+        rule=rule,
+    )
+    headers = {"if-none-exist": f"identifier={IDEMPOTENCY_SYSTEM}|{idempotency_key}"}
+    ctx = RequestContext(principal=principal, base_url=base_url)
+    try:
+        resp = rt.engine.dispatch(
+            session, FhirRequest("POST", "Task", headers=headers, body=task, context=ctx)
+        )
+    except FhirError as exc:
+        raise _as_call_error(exc) from exc
+    task_id = (resp.body or {}).get("id")
+    if not task_id or _load(session, task_id) is None:
+        raise InvalidTransition(f"the Task for rule {rule.id} was stored but no call was opened")
+    return str(task_id), resp.status == 201
+
+
+def notify_primary(
+    rt: CallRuntime,
+    session: Session,
+    patient: str,
+    *,
+    rule: RuleRef,
+    about: str,
+    key: str,
+    detail: dict[str, Any],
+) -> tuple[str, ...]:
+    """Tell the patient's primary doctor and clinic that a rule fired; no call is opened.
+
+    The recipients are found as routing finds the primary care (``primary_care``) and told
+    through the same notifier as pages (topic ``criteria.notify-primary``). Returns who was
+    told; empty when the patient has no known primary doctor or clinic.
+    """
+    care = rt.ports.directory.primary_care(session, patient)
+    recipients = tuple(r for r in (care.doctor, care.clinic) if r)
+    if not recipients:
+        return ()
+    rt.ports.notifier.publish(
+        session,
+        BusEvent(
+            topic="criteria.notify-primary",
+            call_id=None,
+            at=rt.engine.clock.now(),
+            recipients=recipients,
+            payload={"rule": {"id": rule.id, "name": rule.name}, "patient": patient, **detail},
+            key=key,
+            patient=patient,
+            about=about,
+        ),
+    )
+    return recipients
+
+
 # -- actions by people ----------------------------------------------------------------------
 
 ACTIONS = ("acknowledge", "accept", "reject", "handover", "resolve", "cancel")
@@ -391,6 +499,9 @@ def _act(
             new, effects = esc.cancel(s, by, args.get("reason"))
     except esc.TransitionRefused as exc:
         raise InvalidTransition(str(exc), row.state) from exc
+    if action in ("handover", "reject") and (row.owner or "").startswith("PractitionerRole/"):
+        # the holder passed the call on: their duty access ends (a later page re-grants)
+        rt.ports.access.release(session, row.id, row.owner, now)
     extra: dict[str, Any] = {}
     if action == "resolve":
         extra = {"outcome": args.get("outcome"), "note": args.get("note")}
@@ -555,7 +666,7 @@ def _persist(
         elif isinstance(effect, esc.TellRequester):
             _tell_requester(rt, session, now, fresh, effect.message)
         elif isinstance(effect, esc.Close):
-            rt.ports.access.end(session, row.id, now + rt.settings.access_grace)
+            rt.ports.access.end(session, row.id, now)
     if new.state != row.state and fresh.requester:
         _publish(
             rt,
@@ -856,6 +967,7 @@ def call_view(row: Any, base_url: str = "") -> dict[str, Any]:
         "max_rounds": row.max_rounds,
         "outcome": row.outcome,
         "note": row.note,
+        "rule": {"id": row.rule_id, "name": row.rule_name} if row.rule_id else None,
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
         "closed_at": _iso(row.closed_at),
@@ -991,6 +1103,8 @@ __all__ = [
     "install",
     "intake_task",
     "list_calls",
+    "notify_primary",
+    "open_rule_call",
     "route_call",
     "run_step",
     "self_check",

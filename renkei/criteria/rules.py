@@ -36,6 +36,8 @@ VITALS = frozenset(
         "oxygen",
     }
 )
+#: longest rule id or name (they are copied onto the urgent call)
+NAME_MAX = 200
 _JA = {
     "temperature": "体温",
     "spo2": "SpO2",
@@ -87,6 +89,29 @@ class Rule:
             return VITALS
         return frozenset(t.vital for t in self.all_of)
 
+    def to_json(self) -> dict[str, Any]:
+        """The rule's normal JSON form: :func:`parse_rule` reads it back unchanged.
+
+        >>> rule = parse_rule({"id": "r1", "name": "SpO2 < 90", "all_of": [
+        ...     {"vital": "spo2", "op": "lt", "value": 90}]})
+        >>> parse_rule(rule.to_json()) == rule, rule.to_json()["all_of"]
+        (True, [{'vital': 'spo2', 'op': 'lt', 'value': 90}])
+        """
+        out: dict[str, Any] = {"id": self.id, "name": self.name}
+        if self.all_of:
+            out["all_of"] = [
+                {"vital": t.vital, "op": t.op, "value": _plain(t.value)} for t in self.all_of
+            ]
+        if self.news2_at_least is not None:
+            out["news2_at_least"] = self.news2_at_least
+        out.update(action=self.action, priority=self.priority, window_minutes=self.window_minutes)
+        return out
+
+
+def _plain(value: float) -> int | float:
+    """90.0 -> 90, 38.5 -> 38.5 (as a person would write the threshold)."""
+    return int(value) if value.is_integer() else value
+
 
 @dataclass(frozen=True)
 class Firing:
@@ -107,6 +132,8 @@ def parse_rule(data: dict[str, Any]) -> Rule:
     for key in ("id", "name"):
         if not isinstance(data.get(key), str) or not data[key]:
             raise RuleError(f"rule.{key} is required")
+        if len(data[key]) > NAME_MAX:
+            raise RuleError(f"rule.{key} is at most {NAME_MAX} characters")
     conditions = []
     for i, cond in enumerate(data.get("all_of") or []):
         if not isinstance(cond, dict):

@@ -17,6 +17,7 @@ DOMAIN_MODEL_MODULES: tuple[str, ...] = (
     "renkei.audit.models",
     "renkei.auth.models",
     "renkei.collab.models",
+    "renkei.criteria.models",
     "renkei.roster.models",
     "renkei.notify.models",
     "renkei.calls.models",

@@ -13,7 +13,7 @@ from renkei.calls.ports import (
     PRIMARY_DOCTOR_CODE,
     FhirPatientDirectory,
     RosterDutyResolver,
-    TableDutyAccess,
+    SharingDutyAccess,
 )
 from renkei.clock import ManualClock
 from renkei.fhir.capability import RENKEI_CODESYSTEM
@@ -111,18 +111,31 @@ def test_patient_directory_reads_primary_doctor_from_care_team(driver: CallDrive
     assert (unknown.doctor, unknown.clinic) == (None, None)
 
 
-def test_table_duty_access_grant_extend_and_end(driver: CallDriver) -> None:
-    access = TableDutyAccess()
+def test_sharing_duty_access_grant_release_and_end(driver: CallDriver) -> None:
+    access = SharingDutyAccess()
     t0 = driver.clock.now()
-    role, patient = driver.net.duty, driver.net.patient_1
+    net = driver.net
     with driver.services.db.session(write=True) as s:
-        access.grant(s, "c1", role, patient, t0, t0 + timedelta(hours=1))
-        access.grant(s, "c1", role, patient, t0, t0 + timedelta(hours=2))  # extends
+        access.grant(s, "c1", net.duty, net.patient_1, t0, t0 + timedelta(hours=1))
+        access.grant(s, "c1", net.backup, net.patient_1, t0, t0 + timedelta(hours=1))
+    assert driver.may_read(net.duty, net.clinic_b, net.patient_1)
+    assert not driver.may_read(net.doctor_b, net.clinic_b, net.patient_1)  # not granted
     with driver.services.db.session(write=True) as s:
-        assert access.holds(s, role, patient, t0 + timedelta(minutes=90))
-        assert not access.holds(s, role, "Patient/other", t0)
-        access.end(s, "c1", t0 + timedelta(minutes=10))
-        assert not access.holds(s, role, patient, t0 + timedelta(minutes=30))
+        access.release(s, "c1", net.duty, t0)
+    assert not driver.may_read(net.duty, net.clinic_b, net.patient_1)
+    assert driver.may_read(net.backup, net.clinic_b, net.patient_1)
+    with driver.services.db.session(write=True) as s:
+        access.end(s, "c1", t0)
+    assert not driver.may_read(net.backup, net.clinic_b, net.patient_1)
+
+
+def test_sharing_duty_access_expires_at_until(driver: CallDriver) -> None:
+    t0 = driver.clock.now()
+    net = driver.net
+    with driver.services.db.session(write=True) as s:
+        SharingDutyAccess().grant(s, "c1", net.duty, net.patient_1, t0, t0 + timedelta(hours=1))
+    driver.clock.advance(minutes=61)
+    assert not driver.may_read(net.duty, net.clinic_b, net.patient_1)
 
 
 def test_roster_resolver_uses_the_groups_escalation_timings(

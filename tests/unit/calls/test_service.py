@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
@@ -208,16 +208,25 @@ def test_create_call_is_idempotent_with_a_key(driver: CallDriver) -> None:
 
 def test_duty_access_is_granted_to_paged_doctor_and_ended_at_close(driver: CallDriver) -> None:
     driver.clock.set(jst(2026, 4, 1, 23, 0))
+    net = driver.net  # the duty doctor works at clinic B, which does not share patient 1
+    assert not driver.may_read(net.duty, net.clinic_b, net.patient_1)
     call_id = driver.raise_call()["id"]
-    access = driver.runtime.ports.access
-    now = driver.clock.now()
-    with driver.services.db.session() as s:
-        assert access.holds(s, driver.net.duty, driver.net.patient_1, now)
-        assert not access.holds(s, driver.net.doctor_b, driver.net.patient_1, now)
-    driver.act(call_id, principal_for(driver.net.duty), "resolve", outcome="phone-advice")
-    later = driver.clock.now() + timedelta(hours=2)
-    with driver.services.db.session() as s:
-        assert not access.holds(s, driver.net.duty, driver.net.patient_1, later)
+    assert driver.may_read(net.duty, net.clinic_b, net.patient_1)
+    assert not driver.may_read(net.doctor_b, net.clinic_b, net.patient_1)
+    driver.act(call_id, principal_for(net.duty), "resolve", outcome="phone-advice")
+    assert not driver.may_read(net.duty, net.clinic_b, net.patient_1)
+
+
+def test_handover_ends_the_previous_holders_duty_access(driver: CallDriver) -> None:
+    driver.clock.set(jst(2026, 4, 1, 23, 0))
+    net = driver.net
+    call_id = driver.raise_call()["id"]
+    driver.act(call_id, principal_for(net.duty), "handover", to=net.doctor_b)
+    assert driver.may_read(net.doctor_b, net.clinic_b, net.patient_1)
+    assert not driver.may_read(net.duty, net.clinic_b, net.patient_1)
+    driver.act(call_id, principal_for(net.doctor_b), "reject", reason="往診中")
+    assert not driver.may_read(net.doctor_b, net.clinic_b, net.patient_1)
+    assert driver.call(call_id)["owner"] == net.backup  # the chain went on: back-up paged
 
 
 def test_outbound_page_is_delivered_once_per_step_and_retried(driver: CallDriver) -> None:

@@ -178,3 +178,22 @@ def test_score_news2_bands(values: dict[str, float], total: int, risk: str) -> N
 def test_parse_rule_rejects_malformed(data: dict[str, Any], field: str) -> None:
     with pytest.raises(RuleError, match=field):
         parse_rule(data)
+
+
+def test_rule_to_json_round_trips() -> None:
+    for rule in (SPO2, SBP, FEVER_JCS):
+        assert parse_rule(rule.to_json()) == rule
+    news = parse_rule({"id": "n", "name": "NEWS2", "news2_at_least": 5, "action": "notify-primary"})
+    assert news.to_json() == {
+        "id": "n",
+        "name": "NEWS2",
+        "news2_at_least": 5,
+        "action": "notify-primary",
+        "priority": "stat",
+        "window_minutes": 60,
+    }
+
+
+def test_parse_rule_limits_the_name() -> None:
+    with pytest.raises(RuleError, match=r"rule\.name is at most 200"):
+        parse_rule({"id": "x", "name": "x" * 201, "news2_at_least": 5})
