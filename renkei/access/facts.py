@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from renkei.access.models import access_consent, access_patient_owner, access_team_member
 from renkei.fhir.search.dates import DEFAULT_ZONE, date_range
-from renkei.fhir.search.indexer import SearchIndexWriter, is_first_version
+from renkei.fhir.search.indexer import SearchIndexWriter
 from renkei.store.models import resource
 
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
@@ -90,7 +90,7 @@ class SharingFactWriter(SearchIndexWriter):
         super().replace(session, pk, res_type, content, clear=clear)
         if res_type not in _FACT_TYPES:
             return
-        if not is_first_version(content):  # a resource just created has no facts yet
+        if clear or content is None:  # a resource just created has no facts yet
             for table in (access_patient_owner, access_team_member, access_consent):
                 session.execute(table.delete().where(table.c.resource_pk == pk))
         if content is None:

@@ -44,8 +44,8 @@ class EscalationFailed(FhirError):
     called, instead of the call being lost silently.
     """
 
-    status = 500
-    code = "exception"
+    status = 503  # not the writer's fault, and worth sending again
+    code = "transient"
 
 
 __all__ = ["CriteriaError", "EscalationFailed", "InvalidRule", "NotPermitted", "RuleNotFound"]

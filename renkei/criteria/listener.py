@@ -53,6 +53,7 @@ from renkei.criteria.rules import Firing, Rule, RuleError, evaluate, parse_rule
 from renkei.criteria.service import rules_for
 from renkei.criteria.vitals import readings
 from renkei.fhir.context import RequestContext
+from renkei.store import pending
 from renkei.store.models import idx_reference, resource, resource_version
 from renkei.store.repository import StoredResource
 
@@ -179,6 +180,7 @@ def _same_readings(session: Session, stored: StoredResource, new: dict[str, Any]
 
 def _recent(session: Session, pid: str, exclude_id: str, since: datetime) -> list[dict[str, Any]]:
     """The patient's other live Observations stored since ``since`` (newest first)."""
+    pending.flush(session)  # readings written earlier in this unit (a Bundle) count too
     ref = idx_reference.c
     about_patient = sa.select(ref.resource_pk).where(
         ref.res_type == "Observation",

@@ -28,6 +28,7 @@ from renkei.criteria.rules import RuleError, parse_rule
 from renkei.fhir.context import RequestContext
 from renkei.fhir.engine import FhirEngine
 from renkei.fhir.outcome import FhirError
+from renkei.store import pending
 from renkei.store.errors import StoreError
 
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -244,6 +245,9 @@ def rules_for(session: Session, patient_id: str, clock: Clock) -> list[Any]:
     rows the access policy uses: a participant Organization, ``onBehalfOf``, or the
     organisation of a participant PractitionerRole, within the team's period.
     """
+    cache = pending.unit_cache(session, "criteria.rules_for")
+    if patient_id in cache:  # a Bundle posting many readings for one patient asks once
+        return list(cache[patient_id])
     r, t = criteria_rule.c, access_team_member.c
     now = clock.now()
     on_team = (
@@ -264,7 +268,8 @@ def rules_for(session: Session, patient_id: str, clock: Clock) -> list[Any]:
     )
     union = sa.union_all(own, facility).subquery()
     stmt = sa.select(union).order_by(union.c.created_at, union.c.id)
-    return list(session.execute(stmt))
+    found = cache[patient_id] = list(session.execute(stmt))
+    return list(found)
 
 
 __all__ = ["create_rule", "deactivate_rule", "get_rule", "list_rules", "rules_for"]

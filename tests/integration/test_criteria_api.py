@@ -302,7 +302,7 @@ def test_failing_call_creation_fails_the_write_and_names_the_rule(
     fhir(driver.services, "DELETE", net.patient_1)  # the call's intake refuses a lost patient
     body = vital(driver, net.patient_1, "2708-6", 85)
     resp = api.post("/fhir/Observation", json=body, headers=auth("nurse", **FHIR_JSON))
-    assert resp.status_code == 500
+    assert resp.status_code == 503
     outcome = resp.json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert "SpO2 90%未満" in outcome["issue"][0]["diagnostics"]
