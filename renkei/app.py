@@ -20,6 +20,7 @@ from renkei import __version__
 from renkei.access import SharingFactWriter, SharingPolicy
 from renkei.audit import AuditTrail, install_audit
 from renkei.auth.errors import AuthError
+from renkei.auth.launch import EnginePatients
 from renkei.auth.policy import ScopePolicy
 from renkei.auth.principal import Principal
 from renkei.auth.server import AuthServer
@@ -106,6 +107,7 @@ def build_services(
     audit = install_audit(engine, settings, clock, record_filter=sharing.audit_filter)
     auth = AuthServer(settings, clock)
     auth.listeners.append(audit.security_listener)
+    auth.patients = EnginePatients(engine)
     services = Services(
         settings=settings, db=db, clock=clock, engine=engine, auth=auth, audit=audit
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from renkei.access.facts import CONSENT_SCOPE_SYSTEM, SharingFactWriter
 from renkei.access.grants import GrantError, grant_duty_access, revoke_duty_access
-from renkei.access.policy import SharingPolicy
+from renkei.access.policy import SharingPolicy, record_patients
 from renkei.access.roles import RoleDataError, RoleLimits
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "SharingFactWriter",
     "SharingPolicy",
     "grant_duty_access",
+    "record_patients",
     "revoke_duty_access",
 ]

@@ -114,21 +114,7 @@ class SharingPolicy:
 
     @staticmethod
     def _patients_of(session: Session, content: dict[str, Any] | None) -> set[str]:
-        """Compartment membership; a Binary takes its ``securityContext``'s (one level)."""
-        if not content or content.get("resourceType") != "Binary":
-            return patient_ids(content)
-        ref = (content.get("securityContext") or {}).get("reference") or ""
-        res_type, _, res_id = ref.partition("/")
-        if not res_type or not res_id:
-            return set()
-        if res_type == "Patient":
-            return {res_id.split("/", 1)[0]}
-        target = session.execute(
-            sa.select(resource.c.content).where(
-                resource.c.res_type == res_type, resource.c.res_id == res_id.split("/", 1)[0]
-            )
-        ).scalar_one_or_none()
-        return patient_ids(target)
+        return record_patients(session, content)
 
     def check_write(
         self,
@@ -262,6 +248,30 @@ class SharingPolicy:
         return True
 
 
+def record_patients(session: Session, content: dict[str, Any] | None) -> set[str]:
+    """Ids of the patients whose record ``content`` is part of: Patient compartment
+    membership; a Binary takes its ``securityContext``'s (one level).
+
+    >>> binary = {"resourceType": "Binary", "securityContext": {"reference": "Patient/p1"}}
+    >>> sorted(record_patients(None, binary))
+    ['p1']
+    """
+    if not content or content.get("resourceType") != "Binary":
+        return patient_ids(content)
+    ref = (content.get("securityContext") or {}).get("reference") or ""
+    res_type, _, res_id = ref.partition("/")
+    if not res_type or not res_id:
+        return set()
+    if res_type == "Patient":
+        return {res_id.split("/", 1)[0]}
+    target = session.execute(
+        sa.select(resource.c.content).where(
+            resource.c.res_type == res_type, resource.c.res_id == res_id.split("/", 1)[0]
+        )
+    ).scalar_one_or_none()
+    return patient_ids(target)
+
+
 def _visible_union(*, write: bool, one: bool) -> Any:
     """The visibility query, built once with bind parameters (``acc_*``).
 
@@ -314,4 +324,4 @@ def _visible_union(*, write: bool, one: bool) -> Any:
     return union.limit(1) if one else union
 
 
-__all__ = ["SharingPolicy"]
+__all__ = ["SharingPolicy", "record_patients"]

@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from renkei.api.fhir import base_url
-from renkei.auth import oauth, service
+from renkei.auth import launch, oauth, service
 from renkei.auth.errors import AccountLocked, AuthError, InvalidClient, InvalidRequest, InvalidToken
 from renkei.auth.keys import SIGNING_ALG
 from renkei.auth.principal import Principal
@@ -216,6 +216,14 @@ async def _authorize(request: Request, params: dict[str, str], *, sign_in: bool)
         assert client is not None  # checked by check_authorization_request
         if not sign_in:
             return _login_page(client.name, areq, None, "", 200)
+        ticket = params.get("launch_ticket")
+        if ticket is not None:
+            try:
+                user_id = launch.open_ticket(auth, areq.hidden_fields(), ticket)
+                user = oauth.active_user(session, user_id)
+            except AuthError as exc:
+                return _error_page(exc.description)
+            return _pick_patient(session, auth, areq, client, user, ticket, params, fhir_base)
         result = service.sign_in(
             session,
             auth,
@@ -229,13 +237,69 @@ async def _authorize(request: Request, params: dict[str, str], *, sign_in: bool)
             return _login_page(
                 client.name, areq, result.error.description, params.get("login", ""), status
             )
-        code = oauth.issue_code(session, auth, areq, result.user)
-        query = {"code": code, "iss": auth.issuer_for(fhir_base)}
-        if areq.state is not None:
-            query["state"] = areq.state
-        return _redirect(areq.redirect_uri, query)
+        user = result.user
+        assert user is not None  # no error: signed in
+        if areq.wants_patient:
+            ticket = launch.seal_ticket(auth, areq.hidden_fields(), user.id)
+            return _pick_patient(session, auth, areq, client, user, ticket, {}, fhir_base)
+        return _code_redirect(session, auth, areq, user, None, fhir_base)
 
     return await _unit(request, run)
+
+
+def _code_redirect(
+    session: Any,
+    auth: AuthServer,
+    areq: oauth.AuthorizationRequest,
+    user: Any,
+    patient_id: str | None,
+    fhir_base: str,
+) -> Response:
+    code = oauth.issue_code(session, auth, areq, user, patient_id)
+    query = {"code": code, "iss": auth.issuer_for(fhir_base)}
+    if areq.state is not None:
+        query["state"] = areq.state
+    return _redirect(areq.redirect_uri, query)
+
+
+def _pick_patient(
+    session: Any,
+    auth: AuthServer,
+    areq: oauth.AuthorizationRequest,
+    client: Any,
+    user: Any,
+    ticket: str,
+    params: dict[str, str],
+    fhir_base: str,
+) -> Response:
+    """SMART standalone launch: the signed-in person picks the patient the app is for.
+
+    With ``patient`` chosen (and visible to them) the code is issued; otherwise the page
+    lists the patients they may see, narrowed by ``patient_name``.
+    """
+    probe = launch.user_probe(user, client.client_id)
+    chosen = params.get("patient")
+    error = None
+    if chosen:
+        try:
+            patient_id = launch.require_patient(session, auth, probe, chosen)
+        except AuthError:
+            error = "選択された患者は表示できません。一覧から選んでください。"
+        else:
+            return _code_redirect(session, auth, areq, user, patient_id, fhir_base)
+    name = params.get("patient_name", "")
+    directory = auth.patients
+    choices = directory.choices(session, probe, name) if directory is not None else []
+    page = _templates.get_template("patient.html").render(
+        client_name=client.name,
+        scope=areq.scope,
+        error=error,
+        patient_name=name,
+        choices=choices,
+        hidden={**areq.hidden_fields(), "launch_ticket": ticket},
+        action="/auth/authorize",
+    )
+    return HTMLResponse(page, status_code=400 if error else 200, headers=_PAGE_HEADERS)
 
 
 def _redirect(uri: str, query: dict[str, str]) -> Response:
@@ -293,16 +357,20 @@ async def smart_configuration(request: Request) -> JSONResponse:
             "scopes_supported": [
                 "system/*.cruds",
                 "user/*.cruds",
+                "patient/*.cruds",
+                "launch/patient",
                 "offline_access",
                 "online_access",
             ],
             "capabilities": [
                 "launch-standalone",
+                "context-standalone-patient",
                 "client-public",
                 "client-confidential-symmetric",
                 "client-confidential-asymmetric",
                 "permission-offline",
                 "permission-online",
+                "permission-patient",
                 "permission-user",
                 "permission-v1",
                 "permission-v2",

@@ -111,9 +111,21 @@ def cmd_token_issue(args: argparse.Namespace, settings: Settings) -> dict[str, A
 
     with _services(settings) as svc, svc.db.session(write=True) as session:
         issued = service.issue_operator_token(
-            session, svc.auth, user_id=args.user, scope=args.scope, minutes=args.minutes
+            session,
+            svc.auth,
+            user_id=args.user,
+            scope=args.scope,
+            minutes=args.minutes,
+            patient_id=args.patient,
         )
-    return {"access_token": issued.token, "token_type": "Bearer", "expires_in": issued.expires_in}
+    out: dict[str, Any] = {
+        "access_token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+    }
+    if args.patient:
+        out["patient"] = args.patient
+    return out
 
 
 def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -186,8 +198,13 @@ def register(sub: Any) -> None:
         tok, "issue", "issue an access token for a user (operator tool, audited)", cmd_token_issue
     )
     p.add_argument("--user", required=True, help="user id")
-    p.add_argument("--scope", required=True, help='e.g. "user/*.rs"')
+    p.add_argument("--scope", required=True, help='e.g. "user/*.rs" or "patient/*.rs"')
     p.add_argument("--minutes", type=int, default=60)
+    p.add_argument(
+        "--patient",
+        help="Patient id the token is bound to (needed by patient/ scopes; the user must "
+        "be able to see the patient)",
+    )
 
     keys = sub.add_parser("keys", help="encryption and signing keys").add_subparsers(
         dest="action", required=True

@@ -66,6 +66,8 @@ auth_code = sa.Table(
     #: refresh-token family the code was exchanged for; revoked if the code is replayed
     sa.Column("family_id", sa.String(32), nullable=True),
     sa.Column("access_jti", sa.String(64), nullable=True),
+    #: the patient chosen at sign-in (SMART launch/patient); the tokens are bound to it
+    sa.Column("patient_id", sa.String(64), nullable=True),
 )
 
 auth_refresh_token = sa.Table(
@@ -83,6 +85,8 @@ auth_refresh_token = sa.Table(
     sa.Column("revoked_at", UtcDateTime(), nullable=True),
     #: jti of the access token issued with this refresh token (revoked with the family)
     sa.Column("access_jti", sa.String(64), nullable=True),
+    #: the patient launch context every access token of the family carries
+    sa.Column("patient_id", sa.String(64), nullable=True),
 )
 
 #: Access tokens revoked before they expire (RFC 7009); rows may go once expired.

@@ -27,7 +27,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from renkei.auth import events
+from renkei.auth import events, launch
 from renkei.auth.errors import (
     AuthError,
     InvalidClient,
@@ -47,7 +47,7 @@ from renkei.auth.models import (
     auth_user,
 )
 from renkei.auth.principal import Principal
-from renkei.auth.scopes import narrow, resource_scopes, split
+from renkei.auth.scopes import narrow, patient_scopes, resource_scopes, split, wants_patient
 from renkei.auth.server import AuthServer
 from renkei.auth.service import check_client_secret, get_client, user_claims
 from renkei.auth.tokens import issue_access_token, unverified_claims, verify_access_token
@@ -250,6 +250,11 @@ class AuthorizationRequest:
     state: str | None
     code_challenge: str
 
+    @property
+    def wants_patient(self) -> bool:
+        """``launch/patient`` or a ``patient/`` scope: the person picks a patient."""
+        return wants_patient(split(self.scope))
+
     def hidden_fields(self) -> dict[str, str]:
         fields = {
             "response_type": "code",
@@ -305,14 +310,25 @@ def check_authorization_request(
     if not requested:
         raise fail("invalid_scope", "name the scopes the app needs")
     try:
-        narrow(requested, split(client.scope), ["user"])
+        narrow(requested, split(client.scope), ["user", "patient"])
     except InvalidScope as exc:
         raise fail("invalid_scope", exc.description) from exc
     return AuthorizationRequest(client_id, redirect_uri, " ".join(requested), state, challenge)
 
 
-def issue_code(session: Session, auth: AuthServer, request: AuthorizationRequest, user: Any) -> str:
-    """A one-time authorization code for ``user`` (stored as its SHA-256 digest)."""
+def issue_code(
+    session: Session,
+    auth: AuthServer,
+    request: AuthorizationRequest,
+    user: Any,
+    patient_id: str | None = None,
+) -> str:
+    """A one-time authorization code for ``user`` (stored as its SHA-256 digest), bound to
+    the patient they picked when the request wants a patient context."""
+    if request.wants_patient != (patient_id is not None):
+        raise InvalidRequest(
+            "a patient is chosen exactly when launch/patient or a patient/ scope is requested"
+        )
     code = secrets.token_urlsafe(32)
     purge_expired(session, auth.clock.now())
     session.execute(
@@ -324,6 +340,7 @@ def issue_code(session: Session, auth: AuthServer, request: AuthorizationRequest
             scope=request.scope,
             code_challenge=request.code_challenge,
             expires_at=auth.clock.now() + timedelta(seconds=auth.config.authorization_code_seconds),
+            patient_id=patient_id,
         )
     )
     return code
@@ -362,19 +379,42 @@ def _client_credentials(
     fhir_base: str,
     remote_addr: str | None,
 ) -> dict[str, Any]:
+    """SMART Backend Services; a back end that holds ``patient/`` scopes names the patient
+    they are for with the (renkei) ``patient`` parameter, which must be a patient its
+    organisation may see."""
     if client.public or client.redirect_uris:
         raise UnauthorizedClient("client_credentials is for registered back ends only")
+    patient = form.get("patient") or None
+    contexts = ["system", "patient"] if patient else ["system"]
     allowed = split(client.scope)
     requested = split(form.get("scope")) or [
-        s for s in allowed if any(r.context == "system" for r in resource_scopes([s]))
+        s for s in allowed if any(r.context in contexts for r in resource_scopes([s]))
     ]
-    scopes = narrow(requested, allowed, ["system"])
+    if patient is None and patient_scopes(requested):
+        raise InvalidScope(
+            "patient/ scopes need a patient context: name the patient with the 'patient' parameter"
+        )
+    scopes = narrow(requested, allowed, contexts)
     if not scopes:
         raise InvalidScope("this client has no system/ scopes")
-    claims = {"kind": "client", "org": client.organization_id}
+    claims: dict[str, Any] = {"kind": "client", "org": client.organization_id}
+    if patient is not None:
+        claims["patient"] = launch.require_patient(
+            session, auth, launch.client_probe(client), patient
+        )
     issued = _access_token(auth, fhir_base, client.client_id, client.client_id, scopes, claims)
-    _emit_issued(session, auth, client, client.client_id, "client", scopes, issued.jti, remote_addr)
-    return _bearer(issued, scopes)
+    _emit_issued(
+        session,
+        auth,
+        client,
+        client.client_id,
+        "client",
+        scopes,
+        issued.jti,
+        remote_addr,
+        patient=patient,
+    )
+    return _bearer(issued, scopes, patient)
 
 
 def _authorization_code(
@@ -410,22 +450,35 @@ def _authorization_code(
         raise InvalidGrant("code_verifier is required (43-128 characters, RFC 7636)")
     if not hmac.compare_digest(create_s256_code_challenge(verifier), row.code_challenge):
         raise InvalidGrant("code_verifier does not match the code_challenge")
-    user = _active_user(session, row.user_id)
+    user = active_user(session, row.user_id)
     scopes = split(row.scope)
-    issued = _access_token(auth, fhir_base, user.id, client.client_id, scopes, user_claims(user))
-    body = _bearer(issued, scopes)
+    patient = row.patient_id
+    claims = _with_patient(user_claims(user), patient)
+    issued = _access_token(auth, fhir_base, user.id, client.client_id, scopes, claims)
+    body = _bearer(issued, scopes, patient)
     family_id = None
     if any(s in scopes for s in REFRESH_SCOPES):
         family_id = uuid.uuid4().hex
         body["refresh_token"] = _new_refresh(
-            session, auth, family_id, client.client_id, user.id, scopes, issued.jti
+            session, auth, family_id, client.client_id, user.id, scopes, issued.jti, patient
         )
     session.execute(
         auth_code.update()
         .where(auth_code.c.code_hash == row.code_hash)
         .values(used_at=now, family_id=family_id, access_jti=issued.jti)
     )
-    _emit_issued(session, auth, client, user.id, "user", scopes, issued.jti, remote_addr, user)
+    _emit_issued(
+        session,
+        auth,
+        client,
+        user.id,
+        "user",
+        scopes,
+        issued.jti,
+        remote_addr,
+        user,
+        patient=patient,
+    )
     return body
 
 
@@ -473,7 +526,7 @@ def _refresh(
     original = split(row.scope)
     scopes = narrow(split(form.get("scope")), original, ["user", "system", "patient"])
     scopes = scopes or original
-    user = _active_user(session, row.user_id)
+    user = active_user(session, row.user_id)
     spent = session.execute(
         auth_refresh_token.update()
         .where(
@@ -484,10 +537,12 @@ def _refresh(
     )
     if spent.rowcount != 1:  # type: ignore[attr-defined]
         raise InvalidGrant("refresh token was used concurrently")
-    issued = _access_token(auth, fhir_base, user.id, client.client_id, scopes, user_claims(user))
-    body = _bearer(issued, scopes)
+    patient = row.patient_id
+    claims = _with_patient(user_claims(user), patient)
+    issued = _access_token(auth, fhir_base, user.id, client.client_id, scopes, claims)
+    body = _bearer(issued, scopes, patient)
     body["refresh_token"] = _new_refresh(
-        session, auth, row.family_id, client.client_id, user.id, original, issued.jti
+        session, auth, row.family_id, client.client_id, user.id, original, issued.jti, patient
     )
     auth.emit(
         session,
@@ -499,13 +554,18 @@ def _refresh(
             organization_id=user.organization_id,
             client_id=client.client_id,
             remote_addr=remote_addr,
-            detail={"scope": " ".join(scopes), "jti": issued.jti, "family": row.family_id},
+            detail={
+                "scope": " ".join(scopes),
+                "jti": issued.jti,
+                "family": row.family_id,
+                **({"patient": patient} if patient else {}),
+            },
         ),
     )
     return body
 
 
-def _active_user(session: Session, user_id: str | None) -> Any:
+def active_user(session: Session, user_id: str | None) -> Any:
     user = session.execute(sa.select(auth_user).where(auth_user.c.id == user_id)).first()
     if user is None or not user.active:
         raise InvalidGrant("the account is no longer active")
@@ -534,13 +594,21 @@ def _access_token(
     )
 
 
-def _bearer(issued: Any, scopes: list[str]) -> dict[str, Any]:
-    return {
+def _with_patient(claims: dict[str, Any], patient: str | None) -> dict[str, Any]:
+    return {**claims, "patient": patient} if patient else claims
+
+
+def _bearer(issued: Any, scopes: list[str], patient: str | None = None) -> dict[str, Any]:
+    """The token response (RFC 6749 §5.1), with SMART's ``patient`` launch context."""
+    body: dict[str, Any] = {
         "access_token": issued.token,
         "token_type": "Bearer",
         "expires_in": issued.expires_in,
         "scope": " ".join(scopes),
     }
+    if patient:
+        body["patient"] = patient
+    return body
 
 
 def _new_refresh(
@@ -551,6 +619,7 @@ def _new_refresh(
     user_id: str | None,
     scopes: list[str],
     access_jti: str,
+    patient_id: str | None = None,
 ) -> str:
     token = secrets.token_urlsafe(32)
     now = auth.clock.now()
@@ -564,6 +633,7 @@ def _new_refresh(
             issued_at=now,
             expires_at=now + auth.refresh_lifetime,
             access_jti=access_jti,
+            patient_id=patient_id,
         )
     )
     return token
@@ -613,7 +683,12 @@ def _emit_issued(
     jti: str,
     remote_addr: str | None,
     user: Any = None,
+    *,
+    patient: str | None = None,
 ) -> None:
+    detail: dict[str, Any] = {"scope": " ".join(scopes), "jti": jti}
+    if patient:
+        detail["patient"] = patient
     auth.emit(
         session,
         events.AuthEvent(
@@ -624,7 +699,7 @@ def _emit_issued(
             organization_id=user.organization_id if user is not None else client.organization_id,
             client_id=client.client_id,
             remote_addr=remote_addr,
-            detail={"scope": " ".join(scopes), "jti": jti},
+            detail=detail,
         ),
     )
 
@@ -693,7 +768,7 @@ def introspect(session: Session, auth: AuthServer, client: Any, token: str) -> d
             or row.expires_at <= now
         ):
             return inactive
-        return {
+        out = {
             "active": True,
             "token_type": "refresh_token",
             "client_id": row.client_id,
@@ -702,6 +777,9 @@ def introspect(session: Session, auth: AuthServer, client: Any, token: str) -> d
             "exp": int(row.expires_at.timestamp()),
             "iat": int(row.issued_at.timestamp()),
         }
+        if row.patient_id:
+            out["patient"] = row.patient_id
+        return out
     try:
         claims = verify_access_token(auth.signing, token, now=now, audience=None, issuer=None)
     except InvalidToken:
@@ -754,6 +832,9 @@ def bearer_principal(
         raise InvalidToken("token names no known kind of caller")
     if not active:
         raise InvalidToken("the account or client behind this token is not active")
+    patient = claims.get("patient")
+    if patient is not None and not isinstance(patient, str):
+        raise InvalidToken("the token's patient claim is malformed")
     return Principal(
         subject=str(claims["sub"]),
         kind=str(kind),
@@ -764,6 +845,7 @@ def bearer_principal(
         client_id=str(claims["client_id"]),
         scopes=frozenset(split(str(claims["scope"]))),
         token_id=str(claims["jti"]),
+        patient_id=patient or None,
     )
 
 
@@ -774,6 +856,7 @@ __all__ = [
     "ClientCredentials",
     "CommitThenRaise",
     "RedirectError",
+    "active_user",
     "authenticate_client",
     "bearer_principal",
     "check_authorization_request",

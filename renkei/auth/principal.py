@@ -14,7 +14,9 @@ class Principal:
     "client"``) has ``organization_id`` and ``client_id`` but no role or practitioner; a
     person (``kind == "user"``) has all of them, ``subject`` being the account id.
     ``scopes`` are SMART scopes as granted (``user/Patient.rs``, ``system/*.cruds``);
-    ``token_id`` is the access token's ``jti``. Built by ``renkei.auth.oauth.bearer_principal``.
+    ``token_id`` is the access token's ``jti``. ``patient_id`` is the token's patient launch
+    context (SMART ``patient``): its ``patient/`` scopes reach that patient's compartment
+    only. Built by ``renkei.auth.oauth.bearer_principal``.
     """
 
     subject: str  # user id or client id
@@ -30,6 +32,8 @@ class Principal:
     token_id: str | None = None
     #: a break-the-glass reason stated for this request, if any
     purpose_of_use: str | None = None
+    #: the patient a patient launch context binds the token to (bare id), if any
+    patient_id: str | None = None
 
 
 #: The operator acting through local tools (``renkei demo``, ``renkei org create``, workers):

@@ -6,6 +6,10 @@ Grammar (https://build.fhir.org/ig/HL7/smart-app-launch/scopes-and-launch-contex
 SMART v1 suffixes are read as aliases: ``.read`` = ``.rs``, ``.write`` = ``.cud``, ``.*`` =
 ``.cruds``. Scopes with a ``?param=value`` filter (v2 granular scopes) are refused rather
 than silently widened to the whole type.
+
+``patient/`` scopes reach one patient's compartment only: a token carrying them is bound to
+a patient launch context (``launch/patient``, the token's ``patient``), chosen at sign-in or
+named by the back end or operator that asks for the token (see ``renkei.auth.launch``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _SCOPE = re.compile(r"^(patient|user|system)/([A-Za-z]+|\*)\.([a-z*]+)(\?.*)?$")
 #: Scopes with no resource meaning that a client may ask for.
 OTHER_SCOPES = frozenset({"openid", "fhirUser", "offline_access", "online_access"})
+#: SMART standalone launch: "let the person choose a patient; tell the app which one"
+LAUNCH_PATIENT = "launch/patient"
 
 #: FHIR interaction (as the engine names it) -> the permission letter it needs.
 INTERACTION_PERMISSION = {
@@ -116,6 +122,11 @@ def narrow(requested: Iterable[str], allowed: Iterable[str], contexts: Iterable[
     Traceback (most recent call last):
     ...
     renkei.auth.errors.InvalidScope: 'user/Patient.rs' is not available to this client
+
+    ``launch/patient`` comes with any allowed ``patient/`` scope:
+
+    >>> narrow(["launch/patient", "patient/*.rs"], ["patient/*.cruds"], ["patient"])
+    ['launch/patient', 'patient/*.rs']
     """
     allowed = list(allowed)
     grants = [g for g in (ResourceScope.parse(a) for a in allowed) if g is not None]
@@ -124,12 +135,33 @@ def narrow(requested: Iterable[str], allowed: Iterable[str], contexts: Iterable[
     for text in requested:
         wanted = ResourceScope.parse(text)
         if wanted is None:
-            if text not in allowed:
+            implied = text == LAUNCH_PATIENT and any(g.context == "patient" for g in grants)
+            if text not in allowed and not implied:
                 raise InvalidScope(f"{text!r} is not available to this client")
         elif wanted.context not in contexts or not any(g.covers(wanted) for g in grants):
             raise InvalidScope(f"{text!r} is not available to this client")
         out.append(text)
     return out
+
+
+def patient_scopes(scopes: Iterable[str]) -> list[str]:
+    """The ``patient/`` resource scopes among ``scopes`` (they need a patient context).
+
+    >>> patient_scopes(["openid", "patient/*.rs", "user/Patient.r"])
+    ['patient/*.rs']
+    """
+    return [s for s in scopes if s.startswith("patient/")]
+
+
+def wants_patient(scopes: Iterable[str]) -> bool:
+    """Whether a token with these scopes is bound to a patient (SMART: when patient-level
+    scopes are granted, the server SHALL provide a ``patient`` launch context).
+
+    >>> wants_patient(["launch/patient", "user/*.rs"]), wants_patient(["user/*.rs"])
+    (True, False)
+    """
+    scopes = list(scopes)
+    return LAUNCH_PATIENT in scopes or bool(patient_scopes(scopes))
 
 
 def resource_scopes(scopes: Iterable[str]) -> list[ResourceScope]:
@@ -166,10 +198,13 @@ def permits(
 __all__ = [
     "CONTEXTS",
     "INTERACTION_PERMISSION",
+    "LAUNCH_PATIENT",
     "OTHER_SCOPES",
     "ResourceScope",
     "narrow",
+    "patient_scopes",
     "permits",
     "resource_scopes",
     "split",
+    "wants_patient",
 ]

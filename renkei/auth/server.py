@@ -1,12 +1,15 @@
 """``AuthServer``: the collaborators every auth function needs, built once per process.
 
 Keys are loaded (or created on first start) from ``RENKEI_DATA_DIR/keys``; the password
-hasher takes its cost from settings; ``listeners`` is the audit seam (see ``events.py``).
+hasher takes its cost from settings; ``listeners`` is the audit seam (see ``events.py``);
+``patients`` looks patients up for launch contexts (``launch.py``; set by ``build_services``,
+None: no patient contexts are issued).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -15,6 +18,9 @@ from renkei.auth.keys import Keyring, SigningKeys, key_folders
 from renkei.auth.passwords import PasswordHasher
 from renkei.clock import Clock
 from renkei.config import AuthSettings, Settings
+
+if TYPE_CHECKING:
+    from renkei.auth.launch import PatientDirectory
 
 #: used when no public base URL is configured and there is no request to take it from (CLI)
 DEFAULT_FHIR_BASE = "http://127.0.0.1:8000/fhir"
@@ -31,6 +37,8 @@ class AuthServer:
         self._base_url = settings.base_url_explicit
         #: called with every AuthEvent inside the transaction that caused it (audit)
         self.listeners: list[AuthEventListener] = []
+        #: finds the patient of a launch context (``renkei.auth.launch.EnginePatients``)
+        self.patients: PatientDirectory | None = None
 
     @property
     def hasher(self) -> PasswordHasher:

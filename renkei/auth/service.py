@@ -22,7 +22,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy.orm import Session
 
-from renkei.auth import events, totp
+from renkei.auth import events, launch, totp
 from renkei.auth.errors import (
     AccountLocked,
     Conflict,
@@ -34,7 +34,7 @@ from renkei.auth.errors import (
 from renkei.auth.models import auth_client, auth_user
 from renkei.auth.passwords import check_password_rules
 from renkei.auth.principal import OPERATOR
-from renkei.auth.scopes import ResourceScope, narrow, split
+from renkei.auth.scopes import ResourceScope, narrow, split, wants_patient
 from renkei.auth.server import AuthServer
 from renkei.auth.tokens import IssuedToken, issue_access_token
 from renkei.fhir.context import FhirRequest, RequestContext
@@ -514,8 +514,13 @@ def issue_operator_token(
     scope: str,
     minutes: int = 60,
     fhir_base: str | None = None,
+    patient_id: str | None = None,
 ) -> IssuedToken:
-    """``renkei token issue``: a token for a user, minted by the operator (audited)."""
+    """``renkei token issue``: a token for a user, minted by the operator (audited).
+
+    ``patient_id`` binds the token to a patient the user may see (``--patient``), as a
+    standalone launch would; ``patient/`` scopes need it.
+    """
     if not 1 <= minutes <= 24 * 60:
         raise InvalidRequest("--minutes must be between 1 and 1440")
     user = get_user(session, user_id)
@@ -524,7 +529,14 @@ def issue_operator_token(
     requested = split(scope)
     if not requested:
         raise InvalidScope("name at least one scope")
-    narrow(requested, ["user/*.cruds"], ["user"])
+    if patient_id is None and wants_patient(requested):
+        raise InvalidScope("patient/ scopes and launch/patient need a patient: add --patient")
+    contexts = ["user", "patient"] if patient_id is not None else ["user"]
+    narrow(requested, ["user/*.cruds", "patient/*.cruds"], contexts)
+    claims = user_claims(user)
+    if patient_id is not None:
+        probe = launch.user_probe(user, OPERATOR_CLIENT_ID)
+        claims["patient"] = launch.require_patient(session, auth, probe, patient_id)
     audience = auth.fhir_base(fhir_base)
     issued = issue_access_token(
         auth.signing,
@@ -535,7 +547,7 @@ def issue_operator_token(
         client_id=OPERATOR_CLIENT_ID,
         scope=" ".join(requested),
         lifetime=timedelta(minutes=minutes),
-        claims=user_claims(user),
+        claims=claims,
     )
     auth.emit(
         session,
@@ -546,7 +558,12 @@ def issue_operator_token(
             subject_kind="user",
             organization_id=user.organization_id,
             client_id=OPERATOR_CLIENT_ID,
-            detail={"scope": " ".join(requested), "jti": issued.jti, "minutes": minutes},
+            detail={
+                "scope": " ".join(requested),
+                "jti": issued.jti,
+                "minutes": minutes,
+                **({"patient": patient_id} if patient_id else {}),
+            },
         ),
     )
     return issued

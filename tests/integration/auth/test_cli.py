@@ -153,3 +153,53 @@ def test_keys_rotate_in_two_phases(run: Run) -> None:
     code, rewrapped = run("keys", "rewrap")
     assert code == 0
     assert rewrapped == {"ok": True, "data_kid": added["data_kid"], "rewrapped": 1}
+
+
+def _put_patient(pid: str, org: str) -> None:
+    from renkei.app import build_services
+    from renkei.auth.principal import OPERATOR
+    from renkei.fhir.context import FhirRequest, RequestContext
+
+    services = build_services(Settings.from_env())
+    body = {
+        "resourceType": "Patient",
+        "id": pid,
+        "managingOrganization": {"reference": f"Organization/{org}"},
+    }
+    try:
+        with services.db.session(write=True) as session:
+            ctx = RequestContext(principal=OPERATOR)
+            resp = services.engine.dispatch(
+                session, FhirRequest("PUT", f"Patient/{pid}", body=body, context=ctx)
+            )
+            assert resp.status == 201
+    finally:
+        services.db.dispose()
+
+
+def test_token_issue_binds_a_patient(run: Run) -> None:
+    org = _org(run)
+    _, user = run(
+        "user", "create", "--org", org, "--name", "佐藤 花子", "--login", "sato",
+        "--role", "nurse", "--password-stdin", stdin="kanja-2024\n",
+    )  # fmt: skip
+    _put_patient("p-own", org)
+    _put_patient("p-other", "another-org")
+    code, token = run(
+        "token", "issue", "--user", user["id"], "--scope", "patient/*.rs", "--patient", "p-own"
+    )
+    assert code == 0, token
+    assert token["patient"] == "p-own"
+    http = TestClient(create_app(Settings.from_env()), base_url="http://127.0.0.1:8000")
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    assert http.get("/fhir/Patient/p-own", headers=headers).status_code == 200
+    assert http.get("/fhir/Patient/p-other", headers=headers).status_code == 404
+    # patient/ scopes need --patient; the patient must be one the user may see
+    code, body = run("token", "issue", "--user", user["id"], "--scope", "patient/*.rs")
+    assert code == 1
+    assert "--patient" in body["error"]
+    code, body = run(
+        "token", "issue", "--user", user["id"], "--scope", "patient/*.rs", "--patient", "p-other"
+    )
+    assert code == 1
+    assert "not known" in body["error"]

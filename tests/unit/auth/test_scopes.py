@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from renkei.auth.errors import InvalidScope
-from renkei.auth.scopes import ResourceScope, narrow, permits
+from renkei.auth.scopes import ResourceScope, narrow, permits, wants_patient
 
 
 @pytest.mark.parametrize(
@@ -57,3 +57,19 @@ def test_permits_checks_type_permission_and_context() -> None:
     # system-level interactions need a wildcard
     assert not permits(granted, None, "s", ["user"])
     assert permits({"system/*.s"}, None, "s", ["system"])
+
+
+def test_launch_patient_comes_with_patient_scopes() -> None:
+    wanted = ["launch/patient", "patient/Observation.rs"]
+    assert narrow(wanted, ["patient/*.rs"], ["user", "patient"]) == wanted
+    with pytest.raises(InvalidScope):
+        narrow(["launch/patient"], ["user/*.rs"], ["user", "patient"])
+    assert narrow(["launch/patient"], ["launch/patient", "user/*.rs"], ["user"]) == [
+        "launch/patient"
+    ]
+
+
+def test_wants_patient() -> None:
+    assert wants_patient(["patient/Observation.r"])
+    assert wants_patient(["launch/patient", "user/*.rs"])
+    assert not wants_patient(["user/*.rs", "openid", "launch"])
