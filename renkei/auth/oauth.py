@@ -817,19 +817,23 @@ def bearer_principal(
         audience=audience,
         issuer=auth.issuer_for(audience),
     )
-    if is_revoked(session, claims["jti"]):
-        raise InvalidToken("token has been revoked")
     kind = claims.get("kind")
     if kind == "user":
-        active = session.execute(
-            sa.select(auth_user.c.active).where(auth_user.c.id == claims["sub"])
-        ).scalar()
+        active_col, key = auth_user.c.active, auth_user.c.id
     elif kind == "client":
-        active = session.execute(
-            sa.select(auth_client.c.active).where(auth_client.c.client_id == claims["sub"])
-        ).scalar()
+        active_col, key = auth_client.c.active, auth_client.c.client_id
     else:
         raise InvalidToken("token names no known kind of caller")
+    # one round trip on every request: revocation list and account state together
+    row = session.execute(
+        sa.select(
+            sa.exists().where(auth_revoked_jti.c.jti == claims["jti"]).label("revoked"),
+            sa.select(active_col).where(key == claims["sub"]).scalar_subquery().label("active"),
+        )
+    ).one()
+    if row.revoked:
+        raise InvalidToken("token has been revoked")
+    active = row.active
     if not active:
         raise InvalidToken("the account or client behind this token is not active")
     patient = claims.get("patient")

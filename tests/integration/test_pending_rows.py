@@ -4,12 +4,14 @@ savepoint, never kept after a rollback."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from renkei.store import pending
 from renkei.store.db import Database
+from renkei.store.models import Json, UtcDateTime
 
 _meta = sa.MetaData()
 _table = sa.Table(
@@ -17,6 +19,9 @@ _table = sa.Table(
     _meta,
     sa.Column("n", sa.Integer, nullable=False),
     sa.Column("tag", sa.String(20), nullable=False),
+    sa.Column("data", Json, nullable=True),
+    sa.Column("at", UtcDateTime(), nullable=True),
+    sa.Column("text", sa.String(40), nullable=True),  # a keyword as a column name
 )
 _other = sa.Table("zz_pending_other", _meta, sa.Column("n", sa.Integer, nullable=False))
 
@@ -118,3 +123,29 @@ def test_unit_cache_is_emptied_by_a_savepoint_rollback_and_at_the_end(db: Databa
         pending.unit_cache(s, "probe")["k"] = True
         s.commit()
         assert pending.unit_cache(s, "probe") == {}
+
+
+def test_many_rows_keep_their_types(db: Database) -> None:
+    """Enough rows for PostgreSQL's bulk path (COPY): JSON, instants, NULLs, quotes."""
+    at = datetime(2026, 4, 1, 9, 0, tzinfo=timezone(timedelta(hours=9)))
+    rows = [
+        {
+            "n": n,
+            "tag": "t\tab" if n % 2 else 'q"uote',
+            "data": {"audience": ["PractitionerRole/1"], "n": n, "名前": "やまだ"},
+            "at": at + timedelta(minutes=n),
+            "text": None if n % 3 else "改行\nあり",
+        }
+        for n in range(40)
+    ]
+    with db.session(write=True) as s:
+        pending.defer(s, _table, rows)
+    with db.session() as s:
+        got = {r.n: r for r in s.execute(sa.select(_table))}
+    assert sorted(got) == list(range(40))
+    for row in rows:
+        stored = got[row["n"]]
+        assert stored.tag == row["tag"]
+        assert stored.data == row["data"]
+        assert stored.at == row["at"]
+        assert stored.text == row["text"]
