@@ -5,21 +5,17 @@ Fakes and real implementations are chosen here and nowhere else.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
 
 from renkei import __version__
 from renkei.access import SharingFactWriter, SharingPolicy
 from renkei.audit import AuditTrail, install_audit
-from renkei.auth.errors import AuthError
 from renkei.auth.launch import EnginePatients
 from renkei.auth.policy import ScopePolicy
 from renkei.auth.principal import Principal
@@ -27,21 +23,16 @@ from renkei.auth.server import AuthServer
 from renkei.calls import CallRuntime, CallSettings, Worker, build_runtime
 from renkei.calls.ports import NotifyBusNotifier, default_ports
 from renkei.clock import Clock, SystemClock
-from renkei.collab.errors import CollabError
 from renkei.config import Settings
 from renkei.fhir.binary import BinaryPolicy
 from renkei.fhir.engine import EngineSettings, FhirEngine
-from renkei.fhir.outcome import FhirError, Issue, as_fhir_error, operation_outcome
 from renkei.fhir.policy import AccessPolicy
 from renkei.fhir.search.engine import SearchSettings, SqlSearchEngine
 from renkei.notify import NotifyConfig, NotifyService
 from renkei.store.blobs import BlobStore
 from renkei.store.db import Database
-from renkei.store.errors import StoreError
 
 Authenticator = Callable[[Request], Awaitable[Principal | None]]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -185,7 +176,6 @@ def create_app(
     app.include_router(auth.router)  # before /fhir/{path}: it serves /fhir/.well-known/...
     app.include_router(fhir.router)
     app.include_router(oncall.router)
-    oncall.register_error_handlers(app)
     app.include_router(ws.router)
     from renkei.api import collab, summary
 
@@ -193,47 +183,10 @@ def create_app(
     app.include_router(collab.router)
     app.include_router(subscriptions.router)
     app.include_router(calls.router)
-    calls.install_error_handler(app)
     from renkei.api import criteria
 
     app.include_router(criteria.router)
-    criteria.install_error_handler(app)
-    app.add_exception_handler(AuthError, auth.auth_error_response)
+    from renkei.api.errors import install_error_handlers
 
-    @app.exception_handler(CollabError)
-    async def _collab_error(request: Request, exc: CollabError) -> Response:
-        return Response(
-            orjson.dumps({"detail": exc.message}),
-            status_code=exc.status,
-            media_type="application/json",
-        )
-
-    @app.exception_handler(StoreError)
-    async def _store_error(request: Request, exc: StoreError) -> Response:
-        mapped = as_fhir_error(exc)
-        assert mapped is not None
-        return Response(
-            orjson.dumps(mapped.outcome()),
-            status_code=mapped.status,
-            media_type="application/fhir+json",
-        )
-
-    @app.exception_handler(FhirError)
-    async def _fhir_error(request: Request, exc: FhirError) -> Response:
-        # e.g. a bad bearer token met by a dependency outside /fhir
-        return Response(
-            orjson.dumps(exc.outcome()),
-            status_code=exc.status,
-            headers=dict(exc.headers),
-            media_type="application/fhir+json",
-        )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        body = operation_outcome(
-            Issue("fatal", "exception", "internal error; the request was not applied")
-        )
-        return Response(orjson.dumps(body), status_code=500, media_type="application/fhir+json")
-
+    install_error_handlers(app)
     return app

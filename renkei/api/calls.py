@@ -1,15 +1,14 @@
 """``/oncall/calls``: the urgent-call JSON API, a thin adapter over ``renkei.calls``.
 
 Every endpoint needs an authenticated caller (``require_principal``). Errors of the calls
-package become an OperationOutcome with the status its class names, here and only here.
+package become an OperationOutcome in ``renkei.api.errors``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -17,9 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from renkei.api.deps import get_services, read_session, require_principal, write_session
 from renkei.auth.principal import Principal
 from renkei.calls import service
-from renkei.calls.errors import CallError
 from renkei.calls.escalation import OUTCOMES
-from renkei.fhir.outcome import Issue, operation_outcome
 
 router = APIRouter(prefix="/oncall/calls", tags=["urgent calls"])
 
@@ -235,21 +232,4 @@ def cancel(
     return _act(request, session, principal, call_id, "cancel", args)
 
 
-def install_error_handler(app: FastAPI) -> None:
-    """Map :class:`CallError` (and subclasses, by MRO) to an OperationOutcome once."""
-
-    async def handle(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, CallError)
-        issue = Issue("error", _ISSUE_CODES.get(exc.status, "processing"), exc.message)
-        return Response(
-            orjson.dumps(operation_outcome(issue)),
-            status_code=exc.status,
-            media_type="application/fhir+json",
-        )
-
-    app.add_exception_handler(CallError, handle)
-
-
-_ISSUE_CODES = {400: "invalid", 403: "forbidden", 404: "not-found", 409: "conflict"}
-
-__all__ = ["install_error_handler", "router"]
+__all__ = ["router"]

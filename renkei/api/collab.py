@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
-from renkei.api.deps import require_principal
-from renkei.api.fhir import base_url
+from renkei.api.deps import get_services, require_principal, run_read, run_write
 from renkei.auth.principal import Principal
 from renkei.collab import onboarding, service
-from renkei.fhir.context import RequestContext
 
 router = APIRouter(tags=["collaboration"])
-
-
-def _ctx(request: Request, principal: Principal) -> RequestContext:
-    return RequestContext(
-        principal=principal,
-        request_id=getattr(request.state, "request_id", None) or uuid.uuid4().hex,
-        remote_addr=request.client.host if request.client else None,
-        base_url=base_url(request),
-    )
 
 
 @router.get(
@@ -41,17 +28,10 @@ async def get_timeline(
     cursor: str | None = None,
     principal: Principal = Depends(require_principal),
 ) -> dict[str, Any]:
-    services = request.app.state.services
-    ctx = _ctx(request, principal)
-
-    def run() -> dict[str, Any]:
-        with services.db.session() as session:
-            page = service.timeline(
-                services.engine, session, ctx, patient_id, count=count, cursor=cursor
-            )
-        return {"items": page.items, "next_cursor": page.next_cursor}
-
-    return await run_in_threadpool(run)
+    page = await run_read(
+        request, principal, service.timeline, patient_id, count=count, cursor=cursor
+    )
+    return {"items": page.items, "next_cursor": page.next_cursor}
 
 
 @router.post(
@@ -64,16 +44,8 @@ async def post_seen(
     request: Request,
     principal: Principal = Depends(require_principal),
 ) -> dict[str, Any]:
-    services = request.app.state.services
-    ctx = _ctx(request, principal)
-
-    def run() -> dict[str, Any]:
-        with services.db.session(write=True) as session:
-            return service.mark_seen(
-                services.engine, session, ctx, services.clock, item_type, item_id
-            )
-
-    return await run_in_threadpool(run)
+    clock = get_services(request).clock
+    return await run_write(request, principal, service.mark_seen, clock, item_type, item_id)
 
 
 @router.get(
@@ -86,14 +58,7 @@ async def get_receipts(
     request: Request,
     principal: Principal = Depends(require_principal),
 ) -> dict[str, Any]:
-    services = request.app.state.services
-    ctx = _ctx(request, principal)
-
-    def run() -> dict[str, Any]:
-        with services.db.session() as session:
-            return service.receipts(services.engine, session, ctx, item_type, item_id)
-
-    return await run_in_threadpool(run)
+    return await run_read(request, principal, service.receipts, item_type, item_id)
 
 
 class Invite(BaseModel):
@@ -111,16 +76,14 @@ async def post_invite(
     request: Request,
     principal: Principal = Depends(require_principal),
 ) -> dict[str, Any]:
-    services = request.app.state.services
-    ctx = _ctx(request, principal)
-
-    def run() -> dict[str, Any]:
-        with services.db.session(write=True) as session:
-            return onboarding.invite_organization(
-                services.engine, session, ctx, patient_id, body.organization, role=body.role
-            )
-
-    return await run_in_threadpool(run)
+    return await run_write(
+        request,
+        principal,
+        onboarding.invite_organization,
+        patient_id,
+        body.organization,
+        role=body.role,
+    )
 
 
 class ConsentIn(BaseModel):
@@ -140,35 +103,21 @@ async def post_consent(
     request: Request,
     principal: Principal = Depends(require_principal),
 ) -> dict[str, Any]:
-    services = request.app.state.services
-    ctx = _ctx(request, principal)
-
-    def run() -> dict[str, Any]:
-        with services.db.session(write=True) as session:
-            return onboarding.record_consent(
-                services.engine,
-                session,
-                ctx,
-                patient_id,
-                actors=body.actors,
-                start=body.start,
-                end=body.end,
-                obtained_by=body.obtained_by,
-                document=body.document,
-            )
-
-    return await run_in_threadpool(run)
+    return await run_write(
+        request,
+        principal,
+        onboarding.record_consent,
+        patient_id,
+        actors=body.actors,
+        start=body.start,
+        end=body.end,
+        obtained_by=body.obtained_by,
+        document=body.document,
+    )
 
 
 @router.post("/consents/{consent_id}/revoke", summary="Withdraw a consent (becomes inactive)")
 async def post_revoke(
     consent_id: str, request: Request, principal: Principal = Depends(require_principal)
 ) -> dict[str, Any]:
-    services = request.app.state.services
-    ctx = _ctx(request, principal)
-
-    def run() -> dict[str, Any]:
-        with services.db.session(write=True) as session:
-            return onboarding.revoke_consent(services.engine, session, ctx, consent_id)
-
-    return await run_in_threadpool(run)
+    return await run_write(request, principal, onboarding.revoke_consent, consent_id)

@@ -1,29 +1,19 @@
 """``/criteria/rules``: agreed escalation criteria (協力医療機関との事前の取り決め), JSON.
 
 A thin adapter over ``renkei.criteria.service``; errors of the criteria package become an
-OperationOutcome with the status their class names, here and only here.
+OperationOutcome in ``renkei.api.errors``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
-from renkei.api.deps import (
-    get_services,
-    read_session,
-    request_context,
-    require_principal,
-    write_session,
-)
+from renkei.api.deps import get_services, require_principal, run_read, run_write
 from renkei.auth.principal import Principal
 from renkei.criteria import service
-from renkei.criteria.errors import CriteriaError
-from renkei.fhir.outcome import Issue, operation_outcome
 
 router = APIRouter(prefix="/criteria/rules", tags=["escalation criteria"])
 
@@ -82,38 +72,30 @@ class RuleIn(BaseModel):
 
 
 @router.get("", summary="Active rules of a facility, or every rule that applies to a patient")
-def list_rules(
+async def list_rules(
     request: Request,
     organization: str | None = Query(default=None, description="Organization/<id>"),
     patient: str | None = Query(default=None, description="Patient/<id>"),
-    session: Session = Depends(read_session),
     principal: Principal = Depends(require_principal),
 ) -> dict[str, Any]:
-    services = get_services(request)
-    rules = service.list_rules(
-        services.engine,
-        session,
-        request_context(request, principal),
-        services.clock,
-        organization=organization,
-        patient=patient,
+    clock = get_services(request).clock
+    rules = await run_read(
+        request, principal, service.list_rules, clock, organization=organization, patient=patient
     )
     return {"rules": rules}
 
 
 @router.post("", status_code=201, summary="Add an agreed escalation rule (validated)")
-def create_rule(
+async def create_rule(
     request: Request,
     body: RuleIn = Body(),
-    session: Session = Depends(write_session),
     principal: Principal = Depends(require_principal),
 ) -> dict[str, Any]:
-    services = get_services(request)
-    return service.create_rule(
-        services.engine,
-        session,
-        request_context(request, principal),
-        services.clock,
+    return await run_write(
+        request,
+        principal,
+        service.create_rule,
+        get_services(request).clock,
         organization=body.organization,
         patient=body.patient,
         rule=body.rule,
@@ -121,41 +103,22 @@ def create_rule(
 
 
 @router.get("/{rule_id}", summary="One rule (active or not)")
-def get_rule(
+async def get_rule(
     rule_id: str,
     request: Request,
-    session: Session = Depends(read_session),
     principal: Principal = Depends(require_principal),
 ) -> dict[str, Any]:
-    services = get_services(request)
-    return service.get_rule(services.engine, session, request_context(request, principal), rule_id)
+    return await run_read(request, principal, service.get_rule, rule_id)
 
 
 @router.delete("/{rule_id}", summary="Deactivate a rule (kept for the calls it opened)")
-def delete_rule(
+async def delete_rule(
     rule_id: str,
     request: Request,
-    session: Session = Depends(write_session),
     principal: Principal = Depends(require_principal),
 ) -> dict[str, Any]:
-    services = get_services(request)
-    return service.deactivate_rule(
-        services.engine, session, request_context(request, principal), services.clock, rule_id
-    )
+    clock = get_services(request).clock
+    return await run_write(request, principal, service.deactivate_rule, clock, rule_id)
 
 
-def install_error_handler(app: FastAPI) -> None:
-    """Map :class:`CriteriaError` (and subclasses, by MRO) to an OperationOutcome once."""
-
-    async def handle(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, CriteriaError)
-        return Response(
-            orjson.dumps(operation_outcome(Issue("error", exc.code, exc.message))),
-            status_code=exc.status,
-            media_type="application/fhir+json",
-        )
-
-    app.add_exception_handler(CriteriaError, handle)
-
-
-__all__ = ["install_error_handler", "router"]
+__all__ = ["router"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
-import uuid
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -16,8 +15,9 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from renkei.api.deps import request_context
 from renkei.audit.errors import AuditError
-from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
+from renkei.fhir.context import FhirRequest, FhirResponse
 from renkei.fhir.engine import error_response
 from renkei.fhir.outcome import (
     BadRequest,
@@ -174,12 +174,7 @@ async def fhir_endpoint(path: str, request: Request) -> Response:
     except FhirError as exc:
         return render(error_response(exc), pretty=pretty)
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_pretty",)]
-    ctx = RequestContext(
-        principal=principal,
-        request_id=getattr(request.state, "request_id", None) or uuid.uuid4().hex,
-        remote_addr=request.client.host if request.client else None,
-        base_url=base_url(request),
-    )
+    ctx = request_context(request, principal)
     freq = FhirRequest(
         method=method,
         path=path,

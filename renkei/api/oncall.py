@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import orjson
 import yaml
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -21,24 +21,12 @@ from renkei.api.deps import get_clock, get_services, read_session, require_princ
 from renkei.app import Services
 from renkei.auth.principal import Principal
 from renkei.clock import Clock
-from renkei.fhir.outcome import Issue, operation_outcome
 from renkei.roster import errors, present, service
 from renkei.roster.config import GroupConfig, config_to_dict
 from renkei.roster.ical import doctor_calendar, feed_range, group_calendar
 from renkei.roster.snapshot import coverage_gaps, doctor_schedule, fairness, on_duty, schedule
 
 router = APIRouter(prefix="/oncall", tags=["oncall"])
-
-_STATUS: list[tuple[type[errors.RosterError], int, str]] = [
-    (errors.GroupNotFound, 404, "not-found"),
-    (errors.OverrideNotFound, 404, "not-found"),
-    (errors.TokenNotFound, 404, "not-found"),
-    (errors.NotAllowed, 403, "forbidden"),
-    (errors.PastChange, 409, "conflict"),
-    (errors.InvalidConfig, 422, "invalid"),
-    (errors.InvalidChange, 422, "invalid"),
-    (errors.OutOfRange, 400, "too-costly"),
-]
 
 EXAMPLE_GROUP: dict[str, Any] = {
     "name": "城南在宅輪番グループ",
@@ -126,22 +114,6 @@ TOKEN_EXAMPLE = {
     "doctor": "PractitionerRole/dr-a",
     "url": "https://renkei.example.jp/oncall/ical/q3V4z….ics",
 }
-
-
-def register_error_handlers(app: FastAPI) -> None:
-    """Map every RosterError to its status, once, as an OperationOutcome."""
-
-    async def _handle(_request: Request, exc: Exception) -> Response:
-        status, code = 400, "invalid"
-        for cls, st, cd in _STATUS:
-            if isinstance(exc, cls):
-                status, code = st, cd
-                break
-        path = getattr(exc, "path", "")
-        body = operation_outcome(Issue("error", code, str(exc), (path,) if path else ()))
-        return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-
-    app.add_exception_handler(errors.RosterError, _handle)
 
 
 # -- request bodies -----------------------------------------------------------------------------

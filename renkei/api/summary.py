@@ -6,7 +6,6 @@ print CSS (A4). The caller must be allowed to see the patient, as for the FHIR o
 
 from __future__ import annotations
 
-import uuid
 from functools import cache
 from importlib import resources
 
@@ -15,8 +14,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from renkei.api.fhir import _run, base_url, principal_of, render
-from renkei.fhir.context import FhirRequest, RequestContext
+from renkei.api.deps import request_context
+from renkei.api.fhir import _run, principal_of, render
+from renkei.fhir.context import FhirRequest
 from renkei.summary.display import when_text
 
 router = APIRouter(tags=["summary"])
@@ -34,12 +34,7 @@ def _template() -> jinja2.Template:
     summary="Printable patient summary (患者サマリー)",
 )
 async def summary_page(patient_id: str, request: Request) -> Response:
-    ctx = RequestContext(
-        principal=await principal_of(request),
-        request_id=getattr(request.state, "request_id", None) or uuid.uuid4().hex,
-        remote_addr=request.client.host if request.client else None,
-        base_url=base_url(request),
-    )
+    ctx = request_context(request, await principal_of(request))
     freq = FhirRequest("GET", f"Patient/{patient_id}/$summary", context=ctx)
     resp = await run_in_threadpool(_run, request.app.state.services, freq)
     if resp.status != 200 or resp.body is None:

@@ -1,4 +1,4 @@
-"""The calls package's error tree; ``api/calls.py`` maps the base class to HTTP once."""
+"""The calls package's error tree; ``api/errors.py`` maps the base class to HTTP once."""
 
 from __future__ import annotations
 

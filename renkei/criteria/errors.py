@@ -1,4 +1,4 @@
-"""The criteria package's error tree; ``api/criteria.py`` maps the base class to HTTP once."""
+"""The criteria package's error tree; ``api/errors.py`` maps the base class to HTTP once."""
 
 from __future__ import annotations
 

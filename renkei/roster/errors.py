@@ -1,6 +1,6 @@
 """The roster package's errors: one base class, subclasses that carry what went wrong.
 
-Nothing here knows HTTP; ``renkei.api.oncall`` maps each class to a status once.
+Nothing here knows HTTP; ``renkei.api.errors`` maps each class to a status once.
 """
 
 from __future__ import annotations
