@@ -43,6 +43,8 @@ from renkei.store.db import Database
 from renkei.store.repository import StoredResource
 
 log = logging.getLogger(__name__)
+#: outbox rows a sequencer round takes at most; a shorter round means it has caught up
+SEQUENCE_BATCH = 1000
 
 #: verifies an access token for the websocket; None means "not valid (any more)"
 TokenVerifier = Callable[[str], Any]
@@ -212,12 +214,16 @@ class NotifyService:
                         break
             probe = True
             with self.db.session(write=True) as session:
-                batch = sequence_pending(session, self.clock, on_sequenced=_match)
+                batch = sequence_pending(
+                    session, self.clock, limit=SEQUENCE_BATCH, on_sequenced=_match
+                )
             if not batch:
                 break
             out.extend(batch)
             self.hub.offer_events(batch)  # local fast path; the bus echo is harmless
             self.bus.announce(batch[-1].seq)
+            if len(batch) < SEQUENCE_BATCH:
+                break  # all caught up; a later commit wakes the loop again
         if counter["matched"]:
             self._wake_resthook.set()
         return out
