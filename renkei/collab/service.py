@@ -107,6 +107,9 @@ def timeline(
         ("_type", ",".join(TIMELINE_TYPES)),
         ("_sort", "-_lastUpdated"),
         ("_count", str(max(1, min(count, 100)))),
+        # the page shows no total: counting a year of items on every first page cost more
+        # than reading the page itself
+        ("_total", "none"),
     ]
     if cursor:
         params.append(("_cursor", cursor))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from renkei.app import Services
@@ -60,6 +61,26 @@ def test_timeline_newest_first_paged_with_read_marks(
     assert first["seen"] is True
     receipts = as_nurse.get(f"/timeline/Communication/{ids[-1]}/receipts").json()
     assert receipts["read"][0]["reader"] == f"PractitionerRole/{nurse.practitioner_role_id}"
+
+
+def test_timeline_counts_nothing(client: TestClient, services: Services) -> None:
+    """A page shows no total: the first page must not count the patient's whole history."""
+    pid = _post(client, {"resourceType": "Patient", "name": [{"family": "佐藤"}]})["id"]
+    for i in range(4):
+        _post(client, _note(pid, f"訪問記録 {i}"))
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(services.db.engine, "before_cursor_execute", record)
+    try:
+        page = client.get(f"/patients/{pid}/timeline", params={"count": 2}).json()
+    finally:
+        sa.event.remove(services.db.engine, "before_cursor_execute", record)
+    assert len(page["items"]) == 2 and page["next_cursor"]
+    counts = [s for s in statements if "count(*)" in s.lower() and "fhir_resource" in s]
+    assert not counts
 
 
 def test_timeline_errors(client: TestClient, services: Services) -> None:

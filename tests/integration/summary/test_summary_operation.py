@@ -5,8 +5,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from renkei.app import Services
 from renkei.demo.clinical import CONSENT_SCOPE, LOINC, OBS_CAT
 
 
@@ -130,6 +132,29 @@ def test_summary_sections_hold_the_right_entries(client: TestClient) -> None:
         ET.fromstring(section["text"]["div"])
     included = {e["resource"]["resourceType"] for e in bundle["entry"]}
     assert {"Composition", "Patient", "Condition", "AllergyIntolerance", "Observation"} <= included
+
+
+def test_summary_counts_nothing(client: TestClient, services: Services) -> None:
+    """The document shows no totals: no section may pay for a COUNT of its matches (the
+    10 latest vital signs of a patient with 1,600 used to count all 1,600)."""
+    pid = _patient_with_history(client)
+    for n in range(6):  # one more than the section shows: a second page exists
+        note = {"resourceType": "Communication", "status": "completed"}
+        note |= {"subject": {"reference": f"Patient/{pid}"}, "sent": f"2026-03-2{n}T10:00:00Z"}
+        _post(client, note | {"payload": [{"contentString": f"訪問記録 {n}"}]})
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(services.db.engine, "before_cursor_execute", record)
+    try:
+        assert client.get(f"/fhir/Patient/{pid}/$summary").status_code == 200
+    finally:
+        sa.event.remove(services.db.engine, "before_cursor_execute", record)
+    assert any("fhir_resource" in s for s in statements)
+    counts = [s for s in statements if "count(*)" in s.lower() and "fhir_resource" in s]
+    assert not counts
 
 
 def test_summary_of_unknown_patient_is_404(client: TestClient) -> None:
