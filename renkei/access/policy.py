@@ -34,6 +34,7 @@ from renkei.clock import Clock
 from renkei.fhir.compartment import patient_ids
 from renkei.fhir.context import RequestContext
 from renkei.fhir.outcome import Forbidden
+from renkei.fhir.policy import WITHIN_PATIENT
 from renkei.store import pending
 from renkei.store.models import idx_reference, resource
 from renkei.store.repository import StoredResource
@@ -178,10 +179,15 @@ class SharingPolicy:
         p = ctx.principal
         if self._unrestricted(p) or self._breaking_glass(p):
             return None
+        params = self._params.get(res_type)
+        within = ctx.extra.get(WITHIN_PATIENT)
+        if params and within is not None and self._may(session, ctx, within, write=False):
+            # a visible patient's whole compartment is visible: one indexed check, not a
+            # condition proportional to every patient the organisation can see
+            return None
         visible = self.visible_patients(ctx, write=False)
         if res_type == "Patient":
             return resource.c.res_id.in_(visible)
-        params = self._params.get(res_type)
         if not params:
             return None
         ref = idx_reference.c

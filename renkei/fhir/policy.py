@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session
 from renkei.fhir.context import RequestContext
 from renkei.store.repository import StoredResource
 
+#: ``ctx.extra`` key: the patient a search is pinned to, while its condition is built
+WITHIN_PATIENT = "search.within_patient"
+
 
 class AccessPolicy(Protocol):
     def authorize(self, ctx: RequestContext, interaction: str, res_type: str | None) -> None:
@@ -39,7 +42,13 @@ class AccessPolicy(Protocol):
         ...
 
     def search_filter(self, session: Session, ctx: RequestContext, res_type: str) -> Any:
-        """A SQL condition on ``fhir_resource`` rows the caller may see, or None for all."""
+        """A SQL condition on ``fhir_resource`` rows the caller may see, or None for all.
+
+        While the search engine builds the condition for a search pinned to one patient
+        (``Observation?patient=Patient/1``), ``ctx.extra[WITHIN_PATIENT]`` names that
+        patient: every match is in its compartment, so a policy that shows a visible
+        patient's whole compartment may answer with one check instead of a per-row one.
+        """
         ...
 
 

@@ -27,12 +27,12 @@ from sqlalchemy.orm import Session
 from renkei.clock import Clock, SystemClock
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
 from renkei.fhir.outcome import BadRequest, Issue, NotFound, operation_outcome
-from renkei.fhir.policy import AccessPolicy
+from renkei.fhir.policy import WITHIN_PATIENT, AccessPolicy
 from renkei.fhir.search import cursor as cursors
 from renkei.fhir.search.compartment import compartment_params, compartment_types
 from renkei.fhir.search.definitions import params_for
 from renkei.fhir.search.include import collect
-from renkei.fhir.search.parse import Include, SearchRequest, parse_search
+from renkei.fhir.search.parse import Include, ParamFilter, SearchRequest, parse_search
 from renkei.fhir.search.shape import shape
 from renkei.fhir.search.sql import SqlBuilder, keyset, order_by
 from renkei.fhir.validate import supported_types
@@ -265,7 +265,14 @@ class SqlSearchEngine:
     ) -> _Page:
         builder = self._builder(session, ctx)
         types = _searched_types(req, compartment)
-        conds = builder.visible(types) + builder.where(req.res_type or "Resource", req.filters)
+        pinned = _pinned_patient(req, types)
+        if pinned is not None:
+            ctx.extra[WITHIN_PATIENT] = pinned
+        try:
+            visible = builder.visible(types)
+        finally:
+            ctx.extra.pop(WITHIN_PATIENT, None)
+        conds = visible + builder.where(req.res_type or "Resource", req.filters)
         if compartment is not None:
             conds.append(builder.compartment(compartment[0], compartment[1], types))
         cursor = cursors.decode(req.cursor) if req.cursor else None
@@ -365,6 +372,33 @@ class SqlSearchEngine:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _pinned_patient(req: SearchRequest, types: list[str]) -> str | None:
+    """The one patient every match must belong to, when a filter says so.
+
+    ``Observation?patient=Patient/1`` (or ``subject=Patient/1``, ``patient=1``): a plain
+    reference filter, one value, on a parameter that defines the type's membership of the
+    Patient compartment. Anything else (several values, modifiers, chains): None.
+    """
+    if len(types) != 1 or types[0] == "Patient":
+        return None
+    links = compartment_params("Patient", types[0])
+    for f in req.filters:
+        if (
+            isinstance(f, ParamFilter)
+            and f.type == "reference"
+            and f.modifier is None
+            and f.missing is None
+            and f.code in links
+            and len(f.values) == 1
+        ):
+            value = f.values[0]
+            explicit = value.res_type == "Patient"
+            bare = value.res_type is None and value.url is None and f.code == "patient"
+            if value.res_id and (explicit or bare):
+                return str(value.res_id)
+    return None
 
 
 def _replace(req: SearchRequest, **changes: Any) -> SearchRequest:

@@ -102,3 +102,19 @@ def test_everything_and_compartment_search_follow_sharing(net_client: TestClient
         if "what" in ent
     }
     assert {"Patient/p1", "Observation/observation-p1"} <= refs
+
+
+def test_a_search_pinned_to_one_patient_follows_sharing(net_client: TestClient) -> None:
+    """``Observation?patient=X`` checks X once instead of filtering every row: it must still
+    show a shared patient's resources and nothing of a patient not shared."""
+    _network_with_cross_links(net_client)
+    for query in ("patient=Patient/p1", "subject=Patient/p1", "patient=p1"):
+        found = _get(net_client, f"/fhir/Observation?{query}&_total=accurate", "org-b-nurse")
+        assert _ids(found) == {"Observation/observation-p1", "Observation/obs-link"}, query
+        assert found["total"] == 2
+    for who in ("org-b-nurse", "org-c-doctor"):
+        hidden = _get(net_client, "/fhir/Observation?patient=Patient/p2&_total=accurate", who)
+        assert _ids(hidden) == set() and hidden["total"] == 0
+    # the owner still sees its own patient's resources through the same path
+    owner = _get(net_client, "/fhir/Observation?subject=Patient/p2", "org-a-nurse")
+    assert "Observation/observation-p2" in _ids(owner)
