@@ -379,11 +379,16 @@ def _pinned_patient(req: SearchRequest, types: list[str]) -> str | None:
 
     ``Observation?patient=Patient/1`` (or ``subject=Patient/1``, ``patient=1``): a plain
     reference filter, one value, on a parameter that defines the type's membership of the
-    Patient compartment. Anything else (several values, modifiers, chains): None.
+    Patient compartment, or on ``patient``, whose paths are always among those
+    (``tests/unit/fhir/search/test_pinned_patient.py`` checks every type). Anything else
+    (several values, modifiers, chains): None.
     """
     if len(types) != 1 or types[0] == "Patient":
         return None
     links = compartment_params("Patient", types[0])
+    if not links:
+        return None
+    links = (*links, "patient")
     for f in req.filters:
         if (
             isinstance(f, ParamFilter)
