@@ -51,6 +51,7 @@ WS_TOKEN = "bench-" + uuid.uuid4().hex
 def _seed(database_url: str) -> dict[str, Any]:
     """A clinic in a group, its doctor on duty, back-up, coordinator, and 20 patients."""
     from renkei.app import build_services
+    from renkei.auth.principal import OPERATOR
     from renkei.calls import CallSettings
     from renkei.config import Secret, Settings
     from renkei.fhir.context import FhirRequest, RequestContext
@@ -65,7 +66,12 @@ def _seed(database_url: str) -> dict[str, Any]:
         with services.db.session(write=True) as session:
             resp = services.engine.dispatch(
                 session,
-                FhirRequest("POST", body["resourceType"], body=body, context=RequestContext()),
+                FhirRequest(
+                    "POST",
+                    body["resourceType"],
+                    body=body,
+                    context=RequestContext(principal=OPERATOR),
+                ),
             )
         assert resp.body is not None
         return f"{body['resourceType']}/{resp.body['id']}"
@@ -78,7 +84,13 @@ def _seed(database_url: str) -> dict[str, Any]:
         ]
         patients = []
         for n in range(20):
-            patient = create({"resourceType": "Patient", "name": [{"family": f"bench{n}"}]})
+            patient = create(
+                {
+                    "resourceType": "Patient",
+                    "name": [{"family": f"bench{n}"}],
+                    "managingOrganization": {"reference": clinic},
+                }
+            )
             create(
                 {
                     "resourceType": "CareTeam",
@@ -152,21 +164,41 @@ def make_app() -> Any:
     The auth package's token verification is not what is measured; the bench hands the
     notify hub a one-entry map (``RENKEI_BENCH_WS_TOKEN`` -> the duty PractitionerRole).
     """
+    from fastapi import Request
+
     from renkei.app import build_services, create_app
     from renkei.auth.principal import Principal
     from renkei.config import Settings
 
     settings = Settings.from_env()
     token, role = os.environ["RENKEI_BENCH_WS_TOKEN"], os.environ["RENKEI_BENCH_WS_ROLE"]
-    principal = Principal(subject="bench-duty", kind="user", practitioner_role_id=role)
+    principal = Principal(
+        subject="bench-duty",
+        kind="user",
+        practitioner_role_id=role,
+        scopes=frozenset({"user/*.cruds"}),
+    )
     services = build_services(
         settings, notify_kwargs={"token_verifier": lambda t: principal if t == token else None}
     )
+    # the calling app: a back end of the patients' clinic (sharing and scopes still apply)
+    caller = Principal(
+        subject="bench-nurse-app",
+        kind="client",
+        organization_id=os.environ["RENKEI_BENCH_CLINIC"].removeprefix("Organization/"),
+        client_id="bench-nurse-app",
+        scopes=frozenset({"system/*.cruds"}),
+    )
+
+    async def authenticate(request: Request) -> Principal | None:
+        return caller if request.headers.get("authorization") == f"Bearer {token}" else None
+
+    services.authenticate = authenticate
     return create_app(settings, services=services)
 
 
 @contextmanager
-def _server(database_url: str, roster: str, duty: str) -> Iterator[str]:
+def _server(database_url: str, roster: str, duty: str, clinic: str) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -177,6 +209,7 @@ def _server(database_url: str, roster: str, duty: str) -> Iterator[str]:
         "RENKEI_CALLS_ROSTER_FILE": roster,
         "RENKEI_BENCH_WS_TOKEN": WS_TOKEN,
         "RENKEI_BENCH_WS_ROLE": duty,
+        "RENKEI_BENCH_CLINIC": clinic,
         "PYTHONPATH": str(ROOT),
     }
     log = tempfile.NamedTemporaryFile(  # noqa: SIM115
@@ -250,7 +283,9 @@ async def _create(
     """(create→201 ms, create→page on the doctor's websocket ms)."""
     started = time.perf_counter()
     resp = await client.post(
-        "/fhir/Task", json=_task(net, n), headers={"Content-Type": "application/fhir+json"}
+        "/fhir/Task",
+        json=_task(net, n),
+        headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {WS_TOKEN}"},
     )
     answered = time.perf_counter()
     if resp.status_code != 201:
@@ -315,7 +350,7 @@ def measure(database_url: str, scale: float = 1.0) -> dict[str, Any]:
     roster = _roster_file(net)
     sequential, bursts = max(10, int(50 * scale)), max(1, int(3 * scale))
     try:
-        with _server(database_url, roster, net["duty"]) as base:
+        with _server(database_url, roster, net["duty"], net["clinic"]) as base:
             result = asyncio.run(_measure(base, net, sequential, bursts))
     finally:
         os.unlink(roster)

@@ -59,6 +59,8 @@ class Plan:
 
 DEFAULT = Plan()
 FULL = Plan(connections=2000, patients=200, rate=200.0, seconds=20.0)
+#: patients the server registers at start (enough for every plan's ``patients``)
+SEEDED_PATIENTS = 200
 
 
 # -- the server side (imported by uvicorn in the child process) -----------------------------
@@ -69,8 +71,9 @@ def make_app() -> Any:
     from fastapi import FastAPI
 
     from renkei.app import build_services, create_app
-    from renkei.auth.principal import Principal
+    from renkei.auth.principal import OPERATOR, Principal
     from renkei.config import Settings
+    from renkei.fhir.context import FhirRequest, RequestContext
     from renkei.notify import Event, publish
 
     settings = Settings.from_env()
@@ -84,10 +87,34 @@ def make_app() -> Any:
 
     def verify(token: str) -> Principal | None:
         if token.startswith("bench-"):
-            return Principal(subject=token, kind="user", organization_id="bench-org")
+            return Principal(
+                subject=token,
+                kind="user",
+                organization_id="bench-org",
+                role="nurse",
+                scopes=frozenset({"user/*.rs"}),
+            )
         return None
 
     services = build_services(settings, notify_kwargs={"token_verifier": verify})
+    # the patients the connections follow, registered by the bench users' organisation:
+    # every delivery goes through the real sharing check
+    with services.db.session(write=True) as session:
+        for n in range(SEEDED_PATIENTS):
+            patient = {
+                "resourceType": "Patient",
+                "id": f"bench-{n}",
+                "managingOrganization": {"reference": "Organization/bench-org"},
+            }
+            services.engine.dispatch(
+                session,
+                FhirRequest(
+                    "PUT",
+                    f"Patient/bench-{n}",
+                    body=patient,
+                    context=RequestContext(principal=OPERATOR),
+                ),
+            )
     app: FastAPI = create_app(settings, services=services)
 
     def _emit(rate: float, count: int, patients: int) -> None:
@@ -101,11 +128,11 @@ def make_app() -> Any:
             with services.db.session(write=True) as session:
                 publish(
                     session,
-                    Event(
+                    Event(  # about a seeded patient: delivery checks read it
                         "resource",
                         "update",
-                        "Observation",
-                        f"bench-{i}",
+                        "Patient",
+                        f"bench-{i % patients}",
                         1,
                         patient=f"Patient/bench-{i % patients}",
                     ),
@@ -328,6 +355,11 @@ def run(
     with _database() as url, _server(url) as (port, proc):
         results = asyncio.run(_drive(port, proc.pid, plan))
     results["database"] = url.split(":", 1)[0]
+    if results["deliveries"] == 0:
+        raise RuntimeError(
+            "no event reached any websocket: the figures would mean nothing "
+            "(authentication or the sharing check refused every delivery?)"
+        )
     if report is not None:
         report("notify.ws.p50", results["p50_ms"], "ms")
         report("notify.ws.p99", results["p99_ms"], "ms")

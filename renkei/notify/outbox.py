@@ -138,6 +138,13 @@ def publish(session: Session, event: Event, *, clock: Clock | None = None) -> No
 
 
 def _wake_after_commit(session: Session) -> None:
+    """Wake this process's sequencer when the session's *root* transaction commits.
+
+    SQLAlchemy also sends ``after_commit`` when a savepoint is released; reacting to that
+    woke the sequencer before the rows were committed and left the real commit unheard, so
+    an urgent call's page waited for the next poll (half a second).
+    """
+    session.info["notify_wake_pending"] = True
     if session.info.get("notify_wake_hooked"):
         return
     session.info["notify_wake_hooked"] = True
@@ -145,17 +152,21 @@ def _wake_after_commit(session: Session) -> None:
     engine = bind.engine if isinstance(bind, sa.Connection) else bind
 
     def _after_commit(_session: Session) -> None:
-        _session.info.pop("notify_wake_hooked", None)
+        if _session.get_nested_transaction() is not None:
+            return  # a savepoint released: nothing is committed yet
+        if not _session.info.pop("notify_wake_pending", None):
+            return
         with _WAKERS_LOCK:
             callbacks = list(_WAKERS.get(engine, []))
         for wake in callbacks:
             wake()
 
-    def _after_rollback(_session: Session, _previous: Any) -> None:
-        _session.info.pop("notify_wake_hooked", None)
+    def _after_rollback(_session: Session, previous: Any) -> None:
+        if not getattr(previous, "nested", False):
+            _session.info.pop("notify_wake_pending", None)
 
-    sa.event.listen(session, "after_commit", _after_commit, once=True)
-    sa.event.listen(session, "after_soft_rollback", _after_rollback, once=True)
+    sa.event.listen(session, "after_commit", _after_commit)
+    sa.event.listen(session, "after_soft_rollback", _after_rollback)
 
 
 def event_for_write(stored: StoredResource) -> Event:
