@@ -245,10 +245,22 @@ class SharingPolicy:
         Bundle may create the team later)."""
         cache = pending.unit_cache(session, _CACHE_KEY)
         params = {**self._params_of(ctx), "acc_pid": patient_id}
-        key = (params["acc_org"], params["acc_role"], params["acc_subject"], patient_id, write)
+        # What the organisation may see (owned; care team + consent) holds for all its
+        # people: asked once per organisation (a websocket batch fans out to many users of
+        # one station). Only the person's own duty grants are asked per person, and only
+        # when the organisation may not.
+        org_key = (params["acc_org"], patient_id)
+        if org_key in cache:
+            return True
+        if session.execute(self._may_one[True], params).first() is not None:
+            cache[org_key] = True
+            return True
+        if write:
+            return False
+        key = (params["acc_org"], params["acc_role"], params["acc_subject"], patient_id)
         if key in cache:
             return True
-        if session.execute(self._may_one[write], params).first() is None:
+        if session.execute(self._may_one[False], params).first() is None:
             return False
         cache[key] = True
         return True
