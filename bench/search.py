@@ -49,6 +49,7 @@ from renkei.fhir.search.engine import SearchSettings, SqlSearchEngine  # noqa: E
 from renkei.fhir.search.extract import extract_rows  # noqa: E402
 from renkei.fhir.search.indexer import SearchIndexWriter  # noqa: E402
 from renkei.fhir.search.text import katakana_to_hiragana  # noqa: E402
+from renkei.store import pending  # noqa: E402
 from renkei.store.db import Database  # noqa: E402
 from renkei.store.migrate import upgrade  # noqa: E402
 from renkei.store.models import INDEX_TABLES, resource, resource_version  # noqa: E402
@@ -158,8 +159,10 @@ def _insert(db: Database, bodies: list[dict[str, Any]]) -> None:
     with db.session(write=True) as session:
         stmt = resource.insert().returning(resource.c.pk, sort_by_parameter_order=True)
         pks = list(session.execute(stmt, rows).scalars())
-        session.execute(
-            resource_version.insert(),
+        # COPY at commit (renkei.store.pending): loading 500k resources is minutes, not an hour
+        pending.defer(
+            session,
+            resource_version,
             [
                 {
                     "resource_pk": pk,
@@ -180,7 +183,7 @@ def _insert(db: Database, bodies: list[dict[str, Any]]) -> None:
                 by_kind.setdefault(kind, []).extend(kind_rows)
         for kind, kind_rows in by_kind.items():
             if kind_rows:
-                session.execute(INDEX_TABLES[kind].insert(), kind_rows)
+                pending.defer(session, INDEX_TABLES[kind], kind_rows)
 
 
 @dataclass
