@@ -55,7 +55,9 @@ from renkei.demo.generate import patient
 from renkei.fhir.capability import RENKEI_CODESYSTEM
 
 JST = ZoneInfo("Asia/Tokyo")
-NOW = datetime(2026, 4, 1, 9, 0, tzinfo=JST)
+#: the data set is "the year up to now" (to the hour): the server's clock reads it as
+#: current, so what counts as recent is what it would be in use
+NOW = datetime.now(JST).replace(minute=0, second=0, microsecond=0)
 SIZE = 2000
 #: other patients of the same clinic and care team, and their size
 NEIGHBOURS = 10

@@ -7,6 +7,7 @@ which entries appear; a section the caller's role may not see is listed as withh
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
 from renkei.fhir.engine import FhirEngine, OperationDef
 from renkei.fhir.outcome import BadRequest
+from renkei.fhir.timeparse import DEFAULT_ZONE as JST
 from renkei.summary.document import SectionContent, build_summary
 from renkei.summary.sections import SECTIONS
 
@@ -48,7 +50,7 @@ def gather(
             # The document shows no totals: without this, "the 10 latest vital signs" of
             # a patient with 1,600 of them is a second query that counts all 1,600.
             query.append(("_total", "none"))
-            bundle = engine.search.search(session, ctx, res_type, query)
+            bundle = _search_recent(engine, session, ctx, res_type, query, spec.recent_days)
             for entry in bundle.get("entry", []):
                 resource = entry.get("resource")
                 if not resource:
@@ -62,6 +64,27 @@ def gather(
                 content.notes.extend(fn(session, patient))
         sections.append(content)
     return sections
+
+
+def _search_recent(
+    engine: FhirEngine,
+    session: Session,
+    ctx: RequestContext,
+    res_type: str,
+    query: list[tuple[str, str]],
+    days: int | None,
+) -> dict[str, Any]:
+    """The section's search, first within the last ``days`` (in Japan time), then, only if
+    nothing is that recent, over all time: same entries for a patient seen monthly, a
+    fraction of the rows to sort for one measured daily for years."""
+    if days is not None:
+        since = (engine.clock.now().astimezone(JST) - timedelta(days=days)).date()
+        recent = engine.search.search(
+            session, ctx, res_type, [*query, ("date", f"ge{since.isoformat()}")]
+        )
+        if any(e.get("search", {}).get("mode") == "match" for e in recent.get("entry", [])):
+            return recent
+    return engine.search.search(session, ctx, res_type, query)
 
 
 def _summary(

@@ -170,3 +170,37 @@ def test_summary_print_view(client: TestClient) -> None:
     assert "患者サマリー" in resp.text and "田中 節子" in resp.text
     assert "@media print" in resp.text
     assert client.get("/summary/nobody").status_code == 404
+
+
+def _temperature(client: TestClient, pid: str, when: str, value: float) -> None:
+    _post(
+        client,
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": [{"coding": [{"system": OBS_CAT, "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": LOINC, "code": "8310-5", "display": "体温"}]},
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": when,
+            "valueQuantity": {"value": value, "unit": "℃", "system": "http://unitsofmeasure.org"},
+        },
+    )
+
+
+def test_recent_vitals_come_from_the_last_90_days_else_the_latest_ever(
+    client: TestClient,
+) -> None:
+    """The clock is 2026-04-01: a reading of 2026-03-30 is recent, those of 2025 are not."""
+    seen_lately = _post(client, {"resourceType": "Patient", "name": [{"family": "近藤"}]})
+    for day in range(1, 13):
+        _temperature(client, seen_lately, f"2025-06-{day:02d}T09:00:00+09:00", 36.0 + day / 100)
+    _temperature(client, seen_lately, "2026-03-30T09:00:00+09:00", 37.9)
+    vitals = _section(client.get(f"/fhir/Patient/{seen_lately}/$summary").json(), "8716-3")
+    assert len(vitals["entry"]) == 1 and "37.9" in vitals["text"]["div"]
+
+    long_ago = _post(client, {"resourceType": "Patient", "name": [{"family": "遠藤"}]})
+    for day in range(1, 13):
+        _temperature(client, long_ago, f"2025-06-{day:02d}T09:00:00+09:00", 36.0 + day / 100)
+    vitals = _section(client.get(f"/fhir/Patient/{long_ago}/$summary").json(), "8716-3")
+    assert len(vitals["entry"]) == 10  # nothing recent: the ten latest ever, newest first
+    assert vitals["text"]["div"].index("36.12") < vitals["text"]["div"].index("36.03")
