@@ -65,7 +65,8 @@ def flush(session: Session) -> None:
     conn = session.connection()
     if conn.dialect.name != "postgresql":
         for table, rows in by_table.items():
-            conn.execute(table.insert(), rows)
+            for group in _by_keys(rows):  # executemany wants the same keys in every row
+                conn.execute(table.insert(), group)
         return
     small = []
     for table, rows in by_table.items():

@@ -152,3 +152,12 @@ def test_rows_keep_their_types(db: Database, count: int) -> None:
         assert stored.data == row["data"]
         assert stored.at == row["at"]
         assert stored.text == row["text"]
+
+
+def test_rows_of_one_table_may_name_different_columns(db: Database) -> None:
+    with db.session(write=True) as s:
+        pending.defer(s, _table, [{"n": 1, "tag": "a"}, {"n": 2, "tag": "b", "text": "x"}])
+        pending.defer(s, _table, [{"n": 3, "tag": "c"}])
+    with db.session() as s:
+        rows = {r.n: r.text for r in s.execute(sa.select(_table.c.n, _table.c.text))}
+    assert rows == {1: None, 2: "x", 3: None}
