@@ -96,6 +96,7 @@ def build_services(
 
     register_summary(engine)
     audit = install_audit(engine, settings, clock, record_filter=sharing.audit_filter)
+    audit.attach(db.session)
     auth = AuthServer(settings, clock)
     auth.listeners.append(audit.security_listener)
     auth.patients = EnginePatients(engine)
@@ -154,6 +155,8 @@ def create_app(
                 await worker_task
             if services.notify is not None:
                 await services.notify.stop()
+            if services.audit is not None and services.audit.writer is not None:
+                await run_in_threadpool(services.audit.writer.stop)
             services.db.dispose()
 
     app = FastAPI(

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from renkei.api.deps import request_context
 from renkei.audit.errors import AuditError
+from renkei.audit.trail import reads_audit_log
 from renkei.fhir.context import FhirRequest, FhirResponse
 from renkei.fhir.engine import error_response
 from renkei.fhir.outcome import (
@@ -212,28 +213,30 @@ def _native_binary(request: Request, path: str, resp: FhirResponse) -> Response 
 
 
 def _run(services: Any, freq: FhirRequest) -> FhirResponse:
-    """One unit of work; the request's audit records commit with it.
+    """One unit of work; a write's audit records commit with it.
 
-    A failed request's records are appended right after its rollback, in a short write
-    transaction of their own. If the records cannot be written, nothing is served and
-    nothing is changed (fail closed).
+    A read's records go to the background writer once the answer is known (served at
+    once; refused while the log cannot be written). A failed write's records are appended
+    right after its rollback, in a short write transaction of their own. If the records
+    cannot be written, nothing is served and nothing is changed (fail closed).
     """
     write = freq.method not in _READ_METHODS
     audit = services.audit
     if audit is not None:
         audit.begin(freq.context)
-    # On SQLite an audited read is a write (its record), so it takes the write lock at
-    # BEGIN: a deferred read transaction could not safely be upgraded later.
-    write_txn = write or (audit is not None and services.db.is_sqlite)
+        if write or reads_audit_log(freq.path):
+            # the chain keeps this process's order: a write's record follows the reads
+            # served before it, and an auditor sees every access served before the question
+            audit.settle()
     committed = False
     try:
-        with services.db.session(write=write_txn) as session:
+        with services.db.session(write=write) as session:
             resp: FhirResponse = services.engine.handle(session, freq)
             if resp.status >= 400:
                 raise _Rollback(resp)
-            if audit is not None:
+            if audit is not None and write:
                 # the records commit with the request's own transaction
-                audit.flush(session, freq.context, committed=True, durable=write)
+                audit.flush(session, freq.context, committed=True)
         committed = True
     except _Rollback as rollback:
         resp = rollback.response
@@ -241,10 +244,13 @@ def _run(services: Any, freq: FhirRequest) -> FhirResponse:
         log.exception("audit append failed; nothing served (%s)", freq.context.request_id)
         return _unaudited()
     if audit is not None and audit.pending(freq.context):
-        # a failed request's records: its own transaction was rolled back
         try:
-            with services.db.session(write=True) as session:
-                audit.flush(session, freq.context, committed=committed or not write)
+            if not write:
+                audit.submit(freq.context)
+            else:
+                # a failed write's records: its own transaction was rolled back
+                with services.db.session(write=True) as session:
+                    audit.flush(session, freq.context, committed=committed)
         except Exception:
             log.exception("audit append failed for request %s", freq.context.request_id)
             return _unaudited()

@@ -225,12 +225,48 @@ def _head_params(key: SealKey, head: _Head, now: datetime) -> dict[str, Any]:
     }
 
 
-_RECORD_CASTS = {
+#: the record columns and their SQL types, for ``json_to_recordset``
+_RECORD_TYPES = {
     "seq": "bigint",
     "recorded": "timestamptz",
+    "subject": "text",
+    "organization_id": "text",
+    "practitioner_role_id": "text",
+    "client_id": "text",
+    "role": "text",
+    "interaction": "text",
+    "res_type": "text",
     "status": "integer",
     "break_glass": "boolean",
+    "body": "text",
+    "prev_hash": "text",
+    "hash": "text",
+    "mac": "text",
+    "key_id": "text",
 }
+_RECORD_COLS = ", ".join(_RECORD_TYPES)
+#: one statement, the same text for any batch (prepared once): rows travel as JSON
+_PG_APPEND_IF_HEAD = sa.text(
+    f"""
+WITH cfg AS (SELECT set_config('synchronous_commit', :sc, true) AS v),
+h AS (UPDATE audit_head SET seq = :h_seq, hash = :h_hash, mac = :h_mac,
+  key_id = :h_key, updated = :h_updated
+  WHERE id = 1 AND seq = :e_seq AND hash = :e_hash RETURNING seq),
+r AS (INSERT INTO audit_record ({_RECORD_COLS})
+  SELECT {_RECORD_COLS} FROM json_to_recordset(CAST(:rows AS json))
+    AS v({", ".join(f"{c} {t}" for c, t in _RECORD_TYPES.items())})
+  WHERE EXISTS (SELECT 1 FROM h) RETURNING seq),
+p AS (INSERT INTO audit_patient (patient_id, seq)
+  SELECT patient_id, seq FROM json_to_recordset(CAST(:patients AS json))
+    AS v(patient_id text, seq bigint)
+  WHERE EXISTS (SELECT 1 FROM h))
+SELECT (SELECT count(*) FROM h), (SELECT count(*) FROM r), (SELECT v FROM cfg)
+"""
+)
+
+
+def _json_row(record: dict[str, Any]) -> dict[str, Any]:
+    return {c: record[c].isoformat() if c == "recorded" else record[c] for c in _RECORD_TYPES}
 
 
 def _pg_append_if_head(
@@ -242,36 +278,14 @@ def _pg_append_if_head(
     UPDATE matched (it holds the head row lock until commit, so appends stay serial).
     """
     params: dict[str, Any] = {**_head_params(key, batch.head, now)}
-    params.update(e_seq=expected.seq, e_hash=expected.hash, sc="off" if not durable else "on")
-    columns = list(batch.records[0])
-    rows = []
-    for i, record in enumerate(batch.records):
-        cells = []
-        for col in columns:
-            params[f"r{i}_{col}"] = record[col]
-            cast = _RECORD_CASTS.get(col)
-            cells.append(f"CAST(:r{i}_{col} AS {cast})" if cast else f":r{i}_{col}")
-        rows.append(f"({', '.join(cells)})")
-    cols = ", ".join(columns)
-    sql = [
-        "WITH cfg AS (SELECT set_config('synchronous_commit', :sc, true) AS v),",
-        "h AS (UPDATE audit_head SET seq = :h_seq, hash = :h_hash, mac = :h_mac,",
-        "  key_id = :h_key, updated = :h_updated",
-        "  WHERE id = 1 AND seq = :e_seq AND hash = :e_hash RETURNING seq),",
-        f"r AS (INSERT INTO audit_record ({cols}) SELECT * FROM (VALUES {', '.join(rows)})",
-        f"  AS v({cols}) WHERE EXISTS (SELECT 1 FROM h) RETURNING seq)",
-    ]
-    if batch.patients:
-        prows = []
-        for i, row in enumerate(batch.patients):
-            params[f"p{i}_id"], params[f"p{i}_seq"] = row["patient_id"], row["seq"]
-            prows.append(f"(:p{i}_id, CAST(:p{i}_seq AS bigint))")
-        sql.append(
-            f", p AS (INSERT INTO audit_patient (patient_id, seq) SELECT * FROM (VALUES "
-            f"{', '.join(prows)}) AS v(patient_id, seq) WHERE EXISTS (SELECT 1 FROM h))"
-        )
-    sql.append("SELECT (SELECT count(*) FROM h), (SELECT count(*) FROM r), (SELECT v FROM cfg)")
-    moved, inserted, _ = session.execute(sa.text("\n".join(sql)), params).one()
+    params.update(
+        e_seq=expected.seq,
+        e_hash=expected.hash,
+        sc="off" if not durable else "on",
+        rows=json.dumps([_json_row(r) for r in batch.records], ensure_ascii=False),
+        patients=json.dumps(batch.patients, ensure_ascii=False),
+    )
+    moved, inserted, _ = session.execute(_PG_APPEND_IF_HEAD, params).one()
     if not moved:
         # someone else moved the head: undo the synchronous_commit change, use the lock
         if not durable:

@@ -1,12 +1,12 @@
 """From engine access events to audit records: who, where from, why, which patients.
 
 :meth:`AuditTrail.listener` is registered on the FHIR engine. During an HTTP request it
-only buffers events (the API calls :meth:`AuditTrail.flush` once the outcome is known): a
-write's records are appended in the write's own transaction, so a committed change always
-has its record; a read's records are appended right after, in a short write transaction
-of their own (on SQLite a read transaction cannot safely take the write lock), and the
-data is not served if that fails. Outside HTTP (operator tools) events are appended at
-once in the caller's session.
+only buffers events (the API calls :meth:`AuditTrail.flush` or :meth:`AuditTrail.submit`
+once the outcome is known): a write's records are appended in the write's own
+transaction, so a committed change always has its record; a read's records go to the
+background :class:`~renkei.audit.writer.ReadAuditWriter`, and the data is not served
+while that cannot append. Outside HTTP (operator tools) events are appended at once in
+the caller's session.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from renkei.audit.chain import HeadHint, append, canonical
+from renkei.audit.errors import AuditError
 from renkei.audit.key import SealKey
+from renkei.audit.writer import ReadAuditWriter, SessionFactory
 from renkei.clock import Clock
 from renkei.fhir.access import AccessEvent
 from renkei.fhir.compartment import compartment_types, patient_ids
@@ -50,6 +52,15 @@ def _strip(ref: str | None, prefix: str) -> str | None:
     return ref[len(prefix) :] if ref.startswith(prefix) else ref
 
 
+def reads_audit_log(path: str) -> bool:
+    """Does this FHIR path read the audit log (AuditEvent, ``$disclosure``)?
+
+    >>> reads_audit_log("AuditEvent?patient=p1"), reads_audit_log("Patient/p1/$disclosure")
+    (True, True)
+    """
+    return path.startswith("AuditEvent") or path.rstrip("/").endswith("$disclosure")
+
+
 class AuditTrail:
     """Turns access events into chained records; one per app, shared by all requests."""
 
@@ -57,6 +68,16 @@ class AuditTrail:
         self.key = key
         self.clock = clock
         self.hint = HeadHint()
+        self.writer: ReadAuditWriter | None = None
+
+    def attach(self, sessions: SessionFactory) -> None:
+        """Give reads a background writer over ``sessions`` (the app's database)."""
+        self.writer = ReadAuditWriter(sessions, self.append_records)
+
+    def append_records(self, session: Session, records: list[dict[str, Any]]) -> list[int]:
+        """Append built records; reads' records only, so the commit need not wait for
+        the WAL flush (see :meth:`flush`)."""
+        return append(session, records, self.key, self.clock.now(), hint=self.hint, durable=False)
 
     # -- engine side ------------------------------------------------------------------------
 
@@ -148,6 +169,27 @@ class AuditTrail:
         records = [self.record(e, committed=committed, now=now) for e in events]
         return append(session, records, self.key, now, hint=self.hint, durable=durable)
 
+    def submit(self, ctx: RequestContext) -> None:
+        """Hand a read's buffered records to the background writer (served at once).
+
+        Raises AuditError while the log cannot be written (or no writer is attached):
+        the read is then not served.
+        """
+        events = ctx.extra.get(BUFFER_KEY) or []
+        ctx.extra[BUFFER_KEY] = []
+        if not events:
+            return
+        now = self.clock.now()
+        records = [self.record(e, committed=True, now=now) for e in events]
+        if self.writer is None:
+            raise AuditError("no audit writer is attached for reads")
+        self.writer.submit(records)
+
+    def settle(self) -> None:
+        """Before reading the log: let every read served so far reach it."""
+        if self.writer is not None:
+            self.writer.drain()
+
     # -- the record ------------------------------------------------------------------------
 
     def record(self, event: AccessEvent, *, committed: bool, now: Any = None) -> dict[str, Any]:
@@ -206,4 +248,4 @@ class AuditTrail:
         }
 
 
-__all__ = ["BUFFER_KEY", "AuditTrail"]
+__all__ = ["BUFFER_KEY", "AuditTrail", "reads_audit_log"]

@@ -145,12 +145,8 @@ class SqlRepository:
     # -- reads ---------------------------------------------------------------------------
 
     def _current_row(self, res_type: str, res_id: str, *, lock: bool = False) -> Any:
-        stmt = sa.select(resource).where(
-            resource.c.res_type == res_type, resource.c.res_id == res_id
-        )
-        if lock:
-            stmt = stmt.with_for_update()
-        return self.session.execute(stmt).first()
+        stmt = _CURRENT_FOR_UPDATE if lock else _CURRENT
+        return self.session.execute(stmt, {"r_type": res_type, "r_id": res_id}).first()
 
     def read(self, res_type: str, res_id: str, *, for_update: bool = False) -> StoredResource:
         """The current version; ``for_update`` locks the row until the unit of work ends
@@ -414,6 +410,13 @@ def _instant(when: datetime) -> str:
 
 def _aware(when: datetime) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+#: built once: SQLAlchemy memoizes a statement's cache key (reads by id are the hot path)
+_CURRENT = sa.select(resource).where(
+    resource.c.res_type == sa.bindparam("r_type"), resource.c.res_id == sa.bindparam("r_id")
+)
+_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
 
 
 def _from_current(row: Any) -> StoredResource:

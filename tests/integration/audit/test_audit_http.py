@@ -218,6 +218,12 @@ def test_patient_data_is_not_served_when_it_cannot_be_audited(
     build_network(net_client)
     with services.db.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_head"))
+    # Reads' records are appended in the background: the first read after the damage is
+    # served and its record stays queued; once the writer has failed, reads are refused.
+    net_client.get("/fhir/Patient/p2", headers=as_user("org-a-doctor"))
+    writer = net_client.app.state.services.audit.writer  # type: ignore[attr-defined]
+    assert not writer.drain(timeout=5)
+    assert writer.failing is not None
     resp = net_client.get("/fhir/Patient/p1", headers=as_user("org-a-doctor"))
     assert resp.status_code == 500
     assert resp.json()["resourceType"] == "OperationOutcome"
