@@ -5,8 +5,9 @@ only buffers events (the API calls :meth:`AuditTrail.flush` or :meth:`AuditTrail
 once the outcome is known): a write's records are appended in the write's own
 transaction, so a committed change always has its record; a read's records go to the
 background :class:`~renkei.audit.writer.ReadAuditWriter`, and the data is not served
-while that cannot append. Outside HTTP (operator tools) events are appended at once in
-the caller's session.
+while that cannot append. Events raised without a buffer (the JSON routers, operator
+tools) go the same way: reads to the writer, anything else appended at once in the
+caller's session.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class AuditTrail:
         buffer = event.context.extra.get(BUFFER_KEY)
         if isinstance(buffer, list):
             buffer.append(event)
+        elif self.writer is not None and event.method in ("GET", "HEAD"):
+            self.writer.submit([self.record(event, committed=True)])  # a read: as the API's
         else:
             append(session, [self.record(event, committed=True)], self.key, self.clock.now())
 
