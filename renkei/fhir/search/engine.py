@@ -287,17 +287,20 @@ class SqlSearchEngine:
         if count == 0:
             total = _count_rows(session, conds) if total_mode != "none" else None
             return _Page([], [], total, None, None, [])
-        columns = [resource, *(expr.label(f"_k{i}") for i, (expr, _) in enumerate(keys))]
-        if cursor is None:
-            # The snapshot bound comes from the same statement as the first page, so it
-            # sees exactly the rows that page saw (no extra round trip either).
-            columns.append(_MAX_PK.label("_bound"))
-        stmt = sa.select(*columns).where(*conds)
         forward = cursor.forward if cursor else True
-        if cursor is not None:
-            _check_cursor(cursor, req)
-            stmt = stmt.where(keyset(keys, cursor.values, cursor.pk, after=cursor.forward))
-        stmt = stmt.order_by(*order_by(keys, forward=forward)).limit(count + 1)
+        if cursor is None and total_mode != "none":
+            stmt = _counted_first_page(conds, keys, count)
+        else:
+            columns = [resource, *(expr.label(f"_k{i}") for i, (expr, _) in enumerate(keys))]
+            if cursor is None:
+                # The snapshot bound comes from the same statement as the first page, so it
+                # sees exactly the rows that page saw (no extra round trip either).
+                columns.append(_MAX_PK.label("_bound"))
+            stmt = sa.select(*columns).where(*conds)
+            if cursor is not None:
+                _check_cursor(cursor, req)
+                stmt = stmt.where(keyset(keys, cursor.values, cursor.pk, after=cursor.forward))
+            stmt = stmt.order_by(*order_by(keys, forward=forward)).limit(count + 1)
         rows = list(session.execute(stmt))
         more = len(rows) > count
         rows = rows[:count]
@@ -307,13 +310,12 @@ class SqlSearchEngine:
             bound = int(rows[0]._mapping["_bound"])
         else:
             bound = 0
-        if cursor is None and (more or total_mode != "none"):
-            conds.append(resource.c.pk <= bound)
         if total_mode != "none":
             if cursor is not None and cursor.total is not None:
                 total = cursor.total  # counted on the first page, under the same bound
-            elif cursor is None and not more:
-                total = len(rows)  # a first page that holds every match needs no COUNT
+            elif cursor is None:
+                # counted by the page's own statement, in the snapshot that gave the bound
+                total = int(rows[0]._mapping["_total"]) if rows else 0
             else:
                 total = _count_rows(session, conds)
         if not forward:
@@ -461,6 +463,48 @@ def _path(res_type: str | None, compartment: tuple[str, str] | None) -> str:
 
 
 _MAX_PK = sa.select(sa.func.max(resource.c.pk)).correlate(None).scalar_subquery()
+
+
+def _counted_first_page(conds: list[Any], keys: list[tuple[Any, bool]], count: int) -> Any:
+    """The first page (``count + 1`` rows, sort keys, ``_bound``) and ``_total``, the
+    number of matches, from one evaluation of the filters.
+
+    A page and a separate ``COUNT(*)`` each evaluated every filter (and the page every sort
+    key) over all the matches: twice the work whenever the page had to look at them all
+    anyway, which sorting or a ``_has`` does. Here the matches are found once, as ``pk``
+    and sort keys only (a MATERIALIZED CTE, computed once, on both databases); the count
+    and the top ``count + 1`` of them come from that, and only the page's rows are read
+    from ``fhir_resource``. One statement, one snapshot: the total, the page and the
+    ``_bound`` of its cursors agree.
+    """
+    labels = [f"_k{i}" for i in range(len(keys))]
+    matched = (
+        sa.select(
+            resource.c.pk, *(expr.label(k) for (expr, _), k in zip(keys, labels, strict=True))
+        )
+        .where(*conds)
+        .cte("matched")
+        .prefix_with("MATERIALIZED")
+    )
+    in_matched = [(matched.c[k], desc) for (_, desc), k in zip(keys, labels, strict=True)]
+    page = (
+        sa.select(matched)
+        .order_by(*order_by(in_matched, forward=True, pk=matched.c.pk))
+        .limit(count + 1)
+        .subquery("page")
+    )
+    in_page = [(page.c[k], desc) for (_, desc), k in zip(keys, labels, strict=True)]
+    total = sa.select(sa.func.count()).select_from(matched).scalar_subquery()
+    return (
+        sa.select(
+            resource,
+            *(page.c[k] for k in labels),
+            total.label("_total"),
+            _MAX_PK.label("_bound"),
+        )
+        .join_from(page, resource, resource.c.pk == page.c.pk)
+        .order_by(*order_by(in_page, forward=True, pk=page.c.pk))
+    )
 
 
 def _count_rows(session: Session, conds: list[Any]) -> int:

@@ -490,15 +490,19 @@ def _beyond(expr: Any, desc: bool, value: Any, after: bool) -> Cond:
     return expr > value if desc else expr < value
 
 
-def order_by(keys: Sequence[tuple[Any, bool]], *, forward: bool) -> list[Any]:
-    """ORDER BY for :func:`keyset`'s order (``forward=False``: exactly reversed)."""
+def order_by(keys: Sequence[tuple[Any, bool]], *, forward: bool, pk: Any = None) -> list[Any]:
+    """ORDER BY for :func:`keyset`'s order (``forward=False``: exactly reversed).
+
+    ``pk``: the tie-breaking column when the rows come from a subquery, not fhir_resource.
+    """
+    pk = resource.c.pk if pk is None else pk
     out: list[Any] = []
     for expr, desc in keys:
         if forward:
             out.append((expr.desc() if desc else expr.asc()).nulls_last())
         else:
             out.append((expr.asc() if desc else expr.desc()).nulls_first())
-    out.append(resource.c.pk.asc() if forward else resource.c.pk.desc())
+    out.append(pk.asc() if forward else pk.desc())
     return out
 
 
