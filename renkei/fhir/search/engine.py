@@ -493,10 +493,11 @@ def _counted_first_page(conds: list[Any], keys: list[tuple[Any, bool]], count: i
 
     Sorted by index-table keys, the page has to evaluate every filter and every sort key
     over all the matches, and a separate ``COUNT(*)`` then evaluated the filters again.
-    Here the matches are found once, as ``pk`` and sort keys only (a MATERIALIZED CTE,
-    computed once, on both databases); the count and the top ``count + 1`` of them come
-    from that, and only the page's rows are read from ``fhir_resource``. One statement,
-    one snapshot: the total, the page and the ``_bound`` of its cursors agree.
+    Here the matches are found once, as ``pk`` and sort keys only (a CTE, computed
+    once: MATERIALIZED on PostgreSQL, and SQLite materialises a CTE read twice); the
+    count and the top ``count + 1`` of them come from that, and only the page's rows are
+    read from ``fhir_resource``. One statement, one snapshot: the total, the page and the
+    ``_bound`` of its cursors agree.
 
     Not for unsorted searches: their page stops after ``count + 1`` matches in ``pk``
     order, and PostgreSQL runs a large ``COUNT(*)`` in parallel, which it does not do
@@ -509,7 +510,8 @@ def _counted_first_page(conds: list[Any], keys: list[tuple[Any, bool]], count: i
         )
         .where(*conds)
         .cte("matched")
-        .prefix_with("MATERIALIZED")
+        # SQLite needs no hint (and only 3.35+ would parse it)
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     in_matched = [(matched.c[k], desc) for (_, desc), k in zip(keys, labels, strict=True)]
     page = (
