@@ -285,7 +285,7 @@ def _explain(db: Database, statements: list[tuple[str, Any]]) -> list[dict[str, 
     plans = []
     with db.engine.connect() as conn:
         for statement, params in statements:
-            if not statement.lstrip().upper().startswith("SELECT"):
+            if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
                 continue
             row = conn.exec_driver_sql(
                 "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params

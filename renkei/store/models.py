@@ -82,9 +82,16 @@ def _index_table(
     name: str,
     *columns: sa.Column,
     indexes: tuple[tuple[str, ...], ...],
+    by_resource: tuple[str, ...],
     prefix_searched: tuple[str, ...] = (),
 ) -> sa.Table:
     """An index table; ``prefix_searched`` columns are matched with ``LIKE 'x%'``.
+
+    ``ix_<table>_by_resource`` is ``(resource_pk, param, *by_resource)``: one descent finds
+    a resource's value of one parameter, already in order. A sort key (``min(value)`` per
+    row, fhir/search/sql.py) is then the first entry, and a filter probed per candidate
+    resource reads no row of another parameter; rewriting or deleting a resource's rows
+    uses its ``resource_pk`` prefix.
 
     PostgreSQL uses a btree for a LIKE prefix only under the "C" collation or with a
     ``varchar_pattern_ops`` index; databases are usually created with a linguistic (or
@@ -103,7 +110,12 @@ def _index_table(
         sa.Column("param", sa.String(100), nullable=False),
         *columns,
     )
-    sa.Index(f"ix_{name}_pk", table.c.resource_pk)
+    sa.Index(
+        f"ix_{name}_by_resource",
+        table.c.resource_pk,
+        table.c.param,
+        *(table.c[c] for c in by_resource),
+    )
     for cols in indexes:
         index = sa.Index(f"ix_{name}_{'_'.join(cols)}", *(table.c[c] for c in cols))
         ops = {c: "varchar_pattern_ops" for c in cols if c in prefix_searched}
@@ -118,6 +130,7 @@ idx_string = _index_table(
     sa.Column("value_norm", sa.String(400), nullable=False),
     sa.Column("value_exact", sa.String(400), nullable=False),
     indexes=(("res_type", "param", "value_norm"), ("res_type", "param", "value_exact")),
+    by_resource=("value_norm",),
     prefix_searched=("value_norm",),
 )
 
@@ -127,6 +140,7 @@ idx_token = _index_table(
     sa.Column("code", sa.String(400), nullable=True),
     sa.Column("text", sa.String(400), nullable=True),
     indexes=(("res_type", "param", "code", "system"),),
+    by_resource=("code", "system"),
 )
 
 idx_reference = _index_table(
@@ -141,13 +155,17 @@ idx_reference = _index_table(
         # canonical and absolute references (urn:uuid:, https://other.example/fhir/...)
         ("res_type", "param", "url"),
     ),
+    by_resource=("target_id",),
 )
 
 idx_date = _index_table(
     "idx_date",
     sa.Column("low", Instant, nullable=True),
     sa.Column("high", Instant, nullable=True),
-    indexes=(("res_type", "param", "low"), ("res_type", "param", "high")),
+    # both bounds in each: ``eq1940`` (low >= a AND high <= b) scans one bound's range and
+    # checks the other in the index instead of fetching every row born before 1941
+    indexes=(("res_type", "param", "low", "high"), ("res_type", "param", "high", "low")),
+    by_resource=("low", "high"),
 )
 
 idx_number = _index_table(
@@ -156,6 +174,7 @@ idx_number = _index_table(
     sa.Column("low", sa.Numeric, nullable=True),
     sa.Column("high", sa.Numeric, nullable=True),
     indexes=(("res_type", "param", "value"),),
+    by_resource=("value",),
 )
 
 idx_quantity = _index_table(
@@ -167,12 +186,14 @@ idx_quantity = _index_table(
     sa.Column("code", sa.String(400), nullable=True),
     sa.Column("unit", sa.String(400), nullable=True),
     indexes=(("res_type", "param", "code", "value"),),
+    by_resource=("value",),
 )
 
 idx_uri = _index_table(
     "idx_uri",
     sa.Column("value", sa.String(1000), nullable=False),
     indexes=(("res_type", "param", "value"),),
+    by_resource=("value",),
     prefix_searched=("value",),  # :below
 )
 

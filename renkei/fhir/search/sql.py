@@ -171,16 +171,29 @@ class SqlBuilder:
         return sa.or_(*parts)
 
     def _has(self, f: HasFilter) -> Cond:
-        sources = self._subselect(
-            resource.c.pk, f.source_type, [self.filter(f.source_type, f.inner)]
-        )
         ref = idx_reference.c
+        inner = f.inner
+        if isinstance(inner, ParamFilter) and inner.code not in ("_id", "_lastUpdated"):
+            # The source's index rows are matched on the reference row's resource_pk and
+            # the source is checked for visibility apart: the planner can then test the
+            # selective filter first and read fhir_resource only for sources that match
+            # (Patient?birthdate=X&_has:Observation:patient:code-value-quantity=...:
+            # every observation of each patient born in X was read before).
+            match = [
+                self._param(inner, pk=ref.resource_pk),
+                ref.resource_pk.in_(self._subselect(resource.c.pk, f.source_type, [])),
+            ]
+        else:
+            sources = self._subselect(
+                resource.c.pk, f.source_type, [self.filter(f.source_type, inner)]
+            )
+            match = [ref.resource_pk.in_(sources)]
         sub = (
             sa.select(ref.target_id)
             .where(
                 ref.res_type == f.source_type,
                 ref.param == f.ref_code,
-                ref.resource_pk.in_(sources),
+                *match,
                 *([ref.target_type == f.res_type] if f.res_type != "Resource" else []),
             )
             .correlate(None)
@@ -191,7 +204,9 @@ class SqlBuilder:
         """``SELECT column FROM fhir_resource`` of visible ``res_type`` rows matching conds."""
         return sa.select(column).where(*self.visible([res_type]), *conds).correlate(None)
 
-    def _param(self, f: ParamFilter) -> Cond:
+    def _param(self, f: ParamFilter, pk: Any = None) -> Cond:
+        """The filter on ``fhir_resource``, or on ``pk``, a column holding a resource's pk."""
+        pk = resource.c.pk if pk is None else pk
         if f.code == "_id":
             return _id_condition(f)
         if f.code == "_lastUpdated":
@@ -200,21 +215,21 @@ class SqlBuilder:
                 return sa.true() if not f.missing else sa.false()
             return sa.or_(*(_date_match(col, col, v, self.now) for v in f.values))
         if f.type == "composite":
-            return self._composite(f)
+            return self._composite(f, pk)
         table, param = _table_for(f)
         if f.missing is not None:
-            present = resource.c.pk.in_(_rows(table, f.res_type, param))
+            present = pk.in_(_rows(table, f.res_type, param))
             return sa.not_(present) if f.missing else present
         match = sa.or_(*(self._value(f, table, v) for v in f.values))
         sub = _rows(table, f.res_type, param).where(match)
         if f.modifier == "not":
-            return resource.c.pk.not_in(sub)
-        return resource.c.pk.in_(sub)
+            return pk.not_in(sub)
+        return pk.in_(sub)
 
-    def _composite(self, f: ParamFilter) -> Cond:
+    def _composite(self, f: ParamFilter, pk: Any) -> Cond:
         if f.missing is not None:
             raise BadRequest(f"{f.code}:missing is not supported on composite parameters")
-        alternatives = [sa.and_(*(self._param(part) for part in value)) for value in f.values]
+        alternatives = [sa.and_(*(self._param(part, pk) for part in value)) for value in f.values]
         return sa.or_(*alternatives)
 
     def _value(self, f: ParamFilter, table: sa.Table, v: Any) -> Cond:
@@ -490,15 +505,19 @@ def _beyond(expr: Any, desc: bool, value: Any, after: bool) -> Cond:
     return expr > value if desc else expr < value
 
 
-def order_by(keys: Sequence[tuple[Any, bool]], *, forward: bool) -> list[Any]:
-    """ORDER BY for :func:`keyset`'s order (``forward=False``: exactly reversed)."""
+def order_by(keys: Sequence[tuple[Any, bool]], *, forward: bool, pk: Any = None) -> list[Any]:
+    """ORDER BY for :func:`keyset`'s order (``forward=False``: exactly reversed).
+
+    ``pk``: the tie-breaking column when the rows come from a subquery, not fhir_resource.
+    """
+    pk = resource.c.pk if pk is None else pk
     out: list[Any] = []
     for expr, desc in keys:
         if forward:
             out.append((expr.desc() if desc else expr.asc()).nulls_last())
         else:
             out.append((expr.asc() if desc else expr.desc()).nulls_first())
-    out.append(resource.c.pk.asc() if forward else resource.c.pk.desc())
+    out.append(pk.asc() if forward else pk.desc())
     return out
 
 

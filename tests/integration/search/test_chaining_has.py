@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.integration.search.conftest import Fhir, jp_name, observation, patient
 
 LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
 
 
 def test_chain_one_hop_japanese_name(fhir: Fhir) -> None:
@@ -93,3 +96,65 @@ def test_has_nested(fhir: Fhir) -> None:
 
 def test_has_reference_that_cannot_point_here_is_400(fhir: Fhir) -> None:
     assert "never points" in fhir.error("Patient?_has:Observation:device:code=1")
+
+
+def _temperature(subject: str, value: float, code: str = "8310-5") -> dict[str, Any]:
+    return observation(
+        subject,
+        code={"coding": [{"system": LOINC, "code": code}]},
+        valueQuantity={"value": value, "unit": "Cel", "system": UCUM, "code": "Cel"},
+    )
+
+
+def test_has_with_composite_and_other_filters(fhir: Fhir) -> None:
+    # the bench's shape: patients born in a year with a fever on record; the code and the
+    # value must come from the same observation
+    fever = fhir.create(patient(birthDate="1940-03-01"))
+    mild = fhir.create(patient(birthDate="1940-05-01"))
+    split = fhir.create(patient(birthDate="1940-07-01"))
+    other_year = fhir.create(patient(birthDate="1941-01-01"))
+    fhir.create(_temperature(f"Patient/{fever}", 36.5))
+    fhir.create(_temperature(f"Patient/{fever}", 39.0))
+    fhir.create(_temperature(f"Patient/{mild}", 37.0))
+    fhir.create(_temperature(f"Patient/{split}", 36.0))  # temperature, not a fever ...
+    fhir.create(
+        _temperature(f"Patient/{split}", 40.0, code="8867-4")
+    )  # ... fever value, other code
+    fhir.create(_temperature(f"Patient/{other_year}", 39.5))
+    query = (
+        f"Patient?birthdate=1940&_has:Observation:patient:code-value-quantity={LOINC}|8310-5$gt38.5"
+    )
+    assert fhir.ids(query) == {fever}
+    assert fhir.search(query)["total"] == 1
+    everyone = f"Patient?_has:Observation:patient:code-value-quantity={LOINC}|8310-5$gt38.5"
+    assert fhir.ids(everyone) == {fever, other_year}
+
+
+def test_has_with_not_and_missing_inner_filters(fhir: Fhir) -> None:
+    p1 = fhir.create(patient())
+    p2 = fhir.create(patient())
+    p3 = fhir.create(patient())  # no observation at all: never matches _has
+    fhir.create(_temperature(f"Patient/{p1}", 36.5))
+    fhir.create(observation(f"Patient/{p2}"))  # 8480-6, no value
+    assert fhir.ids("Patient?_has:Observation:patient:code:not=8310-5") == {p2}
+    assert fhir.ids("Patient?_has:Observation:patient:value-quantity:missing=true") == {p2}
+    assert fhir.ids("Patient?_has:Observation:patient:value-quantity:missing=false") == {p1}
+    assert p3 not in fhir.ids("Patient?_has:Observation:patient:code:not=nothing")
+
+
+def test_has_with_a_reference_inner_filter(fhir: Fhir) -> None:
+    # the inner filter reads idx_reference too, inside the subquery over idx_reference
+    p1 = fhir.create(patient())
+    p2 = fhir.create(patient())
+    fhir.create(observation(f"Patient/{p1}", performer=[{"reference": "Practitioner/doc"}]))
+    fhir.create(observation(f"Patient/{p2}", performer=[{"reference": "Practitioner/other"}]))
+    assert fhir.ids("Patient?_has:Observation:subject:performer=Practitioner/doc") == {p1}
+
+
+def test_has_ignores_deleted_sources(fhir: Fhir) -> None:
+    p1 = fhir.create(patient())
+    o1 = fhir.create(_temperature(f"Patient/{p1}", 39.0))
+    query = "Patient?_has:Observation:patient:value-quantity=gt38.5"
+    assert fhir.ids(query) == {p1}
+    assert fhir.client.delete(f"/fhir/Observation/{o1}").status_code in (200, 204)
+    assert fhir.ids(query) == set()

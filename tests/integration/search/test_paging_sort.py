@@ -207,3 +207,24 @@ def test_cursor_from_another_sort_is_400(fhir: Fhir) -> None:
     nxt = link(fhir.search("Patient?_count=1&_sort=family,birthdate"), "next") or ""
     tampered = nxt.replace("_sort=family%2Cbirthdate", "_sort=family")
     assert "cursor" in fhir.error(tampered)
+
+
+def test_first_page_total_with_sort_and_filters(fhir: Fhir) -> None:
+    # the first page and Bundle.total come from one statement: the total counts every
+    # match, not the page, and the next pages reuse it
+    ids = [
+        fhir.create(
+            patient(gender="female", name=[{"family": f"姓{n % 3}"}], birthDate=f"19{40 + n}")
+        )
+        for n in range(7)
+    ]
+    fhir.create(patient(gender="male", name=[{"family": "姓0"}]))
+    first = fhir.search("Patient?gender=female&_sort=family,-birthdate&_count=3")
+    assert first["total"] == 7
+    order = walk(fhir, "Patient?gender=female&_sort=family,-birthdate&_count=3")
+    by_key = sorted(range(7), key=lambda n: (n % 3, -n))
+    assert order == [ids[n] for n in by_key]
+    nxt = link(first, "next")
+    assert nxt is not None and fhir.search(nxt)["total"] == 7
+    assert fhir.search("Patient?gender=other&_sort=family")["total"] == 0
+    assert "total" not in fhir.search("Patient?gender=female&_sort=family&_total=none")
