@@ -50,7 +50,7 @@ FULL_WAIT_S = 2.0
 RETRY_S = 0.05
 RETRY_MAX_S = 2.0
 #: after the first record of a batch, wait this long for more (fewer, larger commits)
-LINGER_S = 0.02
+LINGER_S = 0.05
 #: an idle writer thread ends after this long (the next record starts another)
 IDLE_EXIT_S = 5.0
 
@@ -105,11 +105,13 @@ class ReadAuditWriter:
                 if left <= 0 or self._failing is not None:
                     raise AuditError("the audit log is too far behind; nothing was served")
                 self._cond.wait(left)
+            idle = not self._queue
             self._queue.extend(records)
             self._submitted += len(records)
             QUEUED.set(len(self._queue))
             self._start()
-            self._cond.notify_all()
+            if idle or len(self._queue) >= BATCH:
+                self._cond.notify_all()  # a lingering writer need not wake for each read
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued before this call is appended (records queued
