@@ -224,31 +224,36 @@ def _run(services: Any, freq: FhirRequest) -> FhirResponse:
     audit = services.audit
     if audit is not None:
         audit.begin(freq.context)
-        if write or reads_audit_log(freq.path):
-            # the chain keeps this process's order: a write's record follows the reads
-            # served before it, and an auditor sees every access served before the question
-            audit.settle()
+        if reads_audit_log(freq.path):
+            audit.settle()  # an auditor sees every access served before the question
     committed = False
+    # A write's records commit with its own transaction, after the reads served before it
+    # (the chain keeps this process's order). Taken before the transaction begins: on
+    # SQLite the background writer could not finish a batch while this one holds the lock.
+    carried = audit.carry() if audit is not None and write else []
     try:
         with services.db.session(write=write) as session:
             resp: FhirResponse = services.engine.handle(session, freq)
             if resp.status >= 400:
                 raise _Rollback(resp)
             if audit is not None and write:
-                # the records commit with the request's own transaction
-                audit.flush(session, freq.context, committed=True)
+                audit.flush(session, freq.context, committed=True, before=carried)
         committed = True
     except _Rollback as rollback:
         resp = rollback.response
     except AuditError:
         log.exception("audit append failed; nothing served (%s)", freq.context.request_id)
         return _unaudited()
+    finally:
+        if audit is not None:
+            audit.carried(carried, committed=committed)
     if audit is not None and audit.pending(freq.context):
         try:
             if not write:
                 audit.submit(freq.context)
             else:
                 # a failed write's records: its own transaction was rolled back
+                audit.settle()
                 with services.db.session(write=True) as session:
                     audit.flush(session, freq.context, committed=committed)
         except Exception:

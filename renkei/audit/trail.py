@@ -154,8 +154,23 @@ class AuditTrail:
     def pending(ctx: RequestContext) -> bool:
         return bool(ctx.extra.get(BUFFER_KEY))
 
+    def carry(self) -> list[dict[str, Any]]:
+        """Reads queued before a write, to go into the chain ahead of its records (pass
+        them to :meth:`flush` as ``before``, then to :meth:`carried`)."""
+        return self.writer.take() if self.writer is not None else []
+
+    def carried(self, records: list[dict[str, Any]], *, committed: bool) -> None:
+        if self.writer is not None:
+            self.writer.taken(records, committed=committed)
+
     def flush(
-        self, session: Session, ctx: RequestContext, *, committed: bool, durable: bool = True
+        self,
+        session: Session,
+        ctx: RequestContext,
+        *,
+        committed: bool,
+        durable: bool = True,
+        before: list[dict[str, Any]] | None = None,
     ) -> list[int]:
         """Append the buffered events' records in ``session``; returns their seqs.
 
@@ -166,10 +181,10 @@ class AuditTrail:
         """
         events = ctx.extra.get(BUFFER_KEY) or []
         ctx.extra[BUFFER_KEY] = []
-        if not events:
+        if not events and not before:
             return []
         now = self.clock.now()
-        records = [self.record(e, committed=committed, now=now) for e in events]
+        records = [*(before or ()), *(self.record(e, committed=committed, now=now) for e in events)]
         return append(session, records, self.key, now, hint=self.hint, durable=durable)
 
     def submit(self, ctx: RequestContext) -> None:

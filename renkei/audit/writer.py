@@ -18,7 +18,8 @@ What this trades, and what it keeps (decision record ``docs/decisions/read-audit
   worth. A clean shutdown drains the queue. Reads on PostgreSQL already accepted the same
   bound for a database crash (``synchronous_commit = off``); writes are never deferred.
 - Readers of the log in this process (AuditEvent, ``$disclosure``) call :meth:`drain`
-  first, so an auditor sees every access served before the question.
+  first, so an auditor sees every access served before the question; a write takes the
+  queued reads (:meth:`take`) and appends them ahead of its own records.
 """
 
 from __future__ import annotations
@@ -131,6 +132,41 @@ class ReadAuditWriter:
             finally:
                 self._draining -= 1
 
+    def take(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """For a write about to append its own records: the reads queued before it, to be
+        appended first, in the write's own transaction (so the chain keeps the order
+        requests were served in without a wait for a separate append). The writer's batch
+        in flight is waited for. Hand them back with :meth:`taken` once the write's
+        transaction has ended."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._in_flight and self._failing is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                self._cond.wait(left)
+            if self._failing is not None or self._in_flight:
+                return []
+            records = list(self._queue)
+            self._queue.clear()
+            QUEUED.set(0)
+            return records
+
+    def taken(self, records: list[dict[str, Any]], *, committed: bool) -> None:
+        """The end of a write that took ``records``: appended, or back to the queue's
+        front (rolled back) for the writer."""
+        if not records:
+            return
+        with self._cond:
+            if committed:
+                self._appended += len(records)
+                APPENDED.inc(len(records))
+            else:
+                self._queue.extendleft(reversed(records))
+                QUEUED.set(len(self._queue))
+                self._start()
+            self._cond.notify_all()
+
     @property
     def failing(self) -> str | None:
         """Why the last append failed, while appends fail; None when healthy."""
@@ -160,18 +196,21 @@ class ReadAuditWriter:
 
     def _take(self) -> list[dict[str, Any]] | None:
         with self._cond:
-            while not self._queue:
-                if self._stopping:
-                    return None
-                if not self._cond.wait(IDLE_EXIT_S) and not self._queue:
-                    self._thread = None  # idle: the next submit starts a new thread
-                    return None
-            deadline = time.monotonic() + LINGER_S
-            while len(self._queue) < BATCH and not self._stopping and not self._draining:
-                left = deadline - time.monotonic()
-                if left <= 0:
+            while True:
+                while not self._queue:
+                    if self._stopping:
+                        return None
+                    if not self._cond.wait(IDLE_EXIT_S) and not self._queue:
+                        self._thread = None  # idle: the next submit starts a new thread
+                        return None
+                deadline = time.monotonic() + LINGER_S
+                while len(self._queue) < BATCH and not self._stopping and not self._draining:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                if self._queue:  # (a write may have taken them meanwhile)
                     break
-                self._cond.wait(left)
             n = min(BATCH, len(self._queue))
             batch = [self._queue.popleft() for _ in range(n)]
             self._in_flight = n

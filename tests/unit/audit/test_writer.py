@@ -167,3 +167,28 @@ def test_a_full_queue_refuses_reads_after_waiting(
     release.set()
     assert writer.drain(timeout=10)
     writer.stop()
+
+
+def test_a_write_carries_the_queued_reads_and_gives_them_back_on_rollback(
+    database_url: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_mod, "LINGER_S", 30.0)  # the writer waits for a full batch
+    db = Database(database_url)
+    trail = AuditTrail(SealKey.load(tmp_path / "k.key"), clock)
+    trail.attach(db.session)
+    writer = trail.writer
+    assert writer is not None
+    writer.submit([_record(n, clock) for n in (1, 2, 3)])
+    carried = trail.carry()
+    assert [r["path"] for r in carried] == [f"Observation/o{n}" for n in (1, 2, 3)]
+    trail.carried(carried, committed=False)  # the write rolled back: the writer has them
+    assert writer.drain(timeout=10)
+    writer.submit([_record(n, clock) for n in (4, 5)])
+    carried = trail.carry()
+    with db.session(write=True) as s:  # the write appends them ahead of its own record
+        trail.append_records(s, [*carried, _record(6, clock)])
+    trail.carried(carried, committed=True)
+    assert writer.drain(timeout=0.5)  # nothing left for the writer
+    assert _paths(db) == [f"Observation/o{n}" for n in range(1, 7)]
+    writer.stop()
+    db.dispose()
