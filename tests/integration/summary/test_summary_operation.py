@@ -81,18 +81,7 @@ def _patient_with_history(client: TestClient) -> str:
         },
     )
     for i, temp in enumerate([36.8, 38.4]):
-        _post(
-            client,
-            {
-                "resourceType": "Observation",
-                "status": "final",
-                "category": [{"coding": [{"system": OBS_CAT, "code": "vital-signs"}]}],
-                "code": {"coding": [{"system": LOINC, "code": "8310-5", "display": "体温"}]},
-                "subject": subject,
-                "effectiveDateTime": f"2026-03-3{i}T21:00:00+09:00",
-                "valueQuantity": {"value": temp, "unit": "℃"},
-            },
-        )
+        _temperature(client, pid, f"2026-03-3{i}T21:00:00+09:00", temp)
     _post(
         client,
         {
