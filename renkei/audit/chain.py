@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -225,25 +226,8 @@ def _head_params(key: SealKey, head: _Head, now: datetime) -> dict[str, Any]:
     }
 
 
-#: the record columns and their SQL types, for ``json_to_recordset``
-_RECORD_TYPES = {
-    "seq": "bigint",
-    "recorded": "timestamptz",
-    "subject": "text",
-    "organization_id": "text",
-    "practitioner_role_id": "text",
-    "client_id": "text",
-    "role": "text",
-    "interaction": "text",
-    "res_type": "text",
-    "status": "integer",
-    "break_glass": "boolean",
-    "body": "text",
-    "prev_hash": "text",
-    "hash": "text",
-    "mac": "text",
-    "key_id": "text",
-}
+#: the record columns and their PostgreSQL types (from the table), for ``json_to_recordset``
+_RECORD_TYPES = {c.name: c.type.compile(dialect=postgresql.dialect()) for c in audit_record.columns}
 _RECORD_COLS = ", ".join(_RECORD_TYPES)
 #: one statement, the same text for any batch (prepared once): rows travel as JSON
 _PG_APPEND_IF_HEAD = sa.text(
