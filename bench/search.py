@@ -8,12 +8,15 @@
 
 PostgreSQL runs when ``RENKEI_BENCH_POSTGRES_URL`` is set (a scratch database is created on
 that server and dropped afterwards). The data are deterministic (renkei.demo.generate with a
-fixed seed): JP Core patients with kanji/kana names and 49 Observations each (body
-temperature, blood pressure, heart rate over the past year). Each query runs ``--repeat``
-times with varied values through :meth:`FhirEngine.handle` (parse, SQL, includes, Bundle);
-EXPLAIN (ANALYZE) of every statement a query issues is checked for sequential scans.
+fixed seed): JP Core patients with kanji/kana names, 47 Observations each (body
+temperature, blood pressure, heart rate over the past year) and 2 Conditions. Each query
+runs ``--repeat`` times with varied values through :meth:`FhirEngine.handle` (parse, SQL,
+includes, Bundle); EXPLAIN (ANALYZE) of every statement a query issues is checked for
+sequential scans.
 
-Target (issue 3): p95 <= 30 ms per query at 10k patients / 500k resources on PostgreSQL.
+Target (issue 3): p95 <= 30 ms per query at 10k patients / 500k resources on PostgreSQL, for
+the issue's ten queries except ``_total=accurate``; three extra queries are reported beside
+them. No plan may hold a sequential scan.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from renkei.auth.principal import OPERATOR  # noqa: E402
 from renkei.clock import ManualClock  # noqa: E402
-from renkei.demo import generate  # noqa: E402
+from renkei.demo import clinical, generate  # noqa: E402
 from renkei.fhir.context import FhirRequest, RequestContext  # noqa: E402
 from renkei.fhir.engine import FhirEngine  # noqa: E402
 from renkei.fhir.policy import AllowAll  # noqa: E402
@@ -56,32 +59,45 @@ from renkei.store.models import INDEX_TABLES, resource, resource_version  # noqa
 
 SEED = 20260401
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
-OBS_PER_PATIENT = 49
+OBS_PER_PATIENT = 47
+CONDITIONS_PER_PATIENT = 2
+RESOURCES_PER_PATIENT = 1 + OBS_PER_PATIENT + CONDITIONS_PER_PATIENT
 TARGET_P95_MS = 30.0
 ID_SYSTEM = f"{generate.PATIENT_ID_SYSTEM_PREFIX}.1312345678"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
+ICD10 = clinical.ICD10
 
-#: (name, query template); {pid}, {n}, {kana}, {year} are filled per repetition
+#: The issue's ten typical queries, in its order: (name, query template); {pid}, {n}, {kana},
+#: {year}, {icd} are filled per repetition. All but ``total_accurate`` have the p95 target.
 QUERIES: list[tuple[str, str]] = [
     ("name_kana", "Patient?name={kana}"),
     ("identifier", f"Patient?identifier={ID_SYSTEM}|{{n:08d}}"),
-    ("birthdate_year", "Patient?birthdate={year}"),
-    ("obs_of_patient_sorted", "Observation?subject=Patient/{pid}&_sort=-date"),
     (
         "obs_code_date",
         f"Observation?patient=Patient/{{pid}}&code={LOINC}|8310-5&date=ge2026-01-01",
     ),
+    ("condition_of_patient", "Condition?patient=Patient/{pid}"),
+    ("include", f"Condition?code={ICD10}|{{icd}}&_include=Condition:subject"),
+    ("revinclude", "Patient?_id={pid}&_revinclude=Observation:subject"),
     ("chain_identifier", f"Observation?subject:Patient.identifier={ID_SYSTEM}|{{n:08d}}"),
     (
         "has_fever_born",
         f"Patient?birthdate={{year}}&_has:Observation:patient:code-value-quantity="
         f"{LOINC}|8310-5$gt38.5",
     ),
-    ("revinclude", "Patient?_id={pid}&_revinclude=Observation:subject"),
+    ("obs_of_patient_sorted", "Observation?subject=Patient/{pid}&_sort=-date"),
+    ("total_accurate", f"Observation?code={LOINC}|8310-5&date=ge2026-03-01&_total=accurate"),
+]
+#: reported, outside the issue's ten: a whole birth year, $everything, a two-key sort of
+#: ~1,200 patients (every match needs both keys before the first page)
+EXTRA_QUERIES: list[tuple[str, str]] = [
+    ("birthdate_year", "Patient?birthdate={year}"),
     ("everything", "Patient/{pid}/$everything"),
     ("sorted_by_kana", "Patient?gender=female&address-city={city}&_sort=family,birthdate"),
 ]
+#: queries without the p95 target (the issue exempts counting every match)
+UNTARGETED = frozenset({"total_accurate"} | {name for name, _ in EXTRA_QUERIES})
 
 
 def _observation(rng: random.Random, pid: str, k: int) -> dict[str, Any]:
@@ -107,6 +123,17 @@ def _observation(rng: random.Random, pid: str, k: int) -> dict[str, Any]:
     return body
 
 
+def _condition(rng: random.Random, pid: str, icd: str, name: str) -> dict[str, Any]:
+    onset = (NOW - timedelta(days=rng.randrange(200, 3000))).date().isoformat()
+    return {
+        "resourceType": "Condition",
+        "clinicalStatus": {"coding": [{"system": clinical.CLINICAL, "code": "active"}]},
+        "code": {"coding": [{"system": ICD10, "code": icd, "display": name}], "text": name},
+        "subject": {"reference": f"Patient/{pid}"},
+        "onsetDateTime": onset,
+    }
+
+
 def _with_city(body: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     body["address"][0]["city"] = rng.choice(generate.CITIES)
     return body
@@ -120,6 +147,8 @@ def _resources(patients: int) -> Iterator[dict[str, Any]]:
         yield {**_with_city(generate.patient(rng, n), rng), "id": pid}
         for k in range(OBS_PER_PATIENT):
             yield {**_observation(rng, pid, k), "id": f"o{n:07d}-{k:02d}"}
+        for k, (icd, name, _) in enumerate(rng.sample(clinical.PROBLEMS, CONDITIONS_PER_PATIENT)):
+            yield {**_condition(rng, pid, icd, name), "id": f"c{n:07d}-{k}"}
 
 
 def load(db: Database, patients: int, *, batch: int = 5000, log: Callable[[str], None]) -> None:
@@ -207,6 +236,7 @@ def _values(rng: random.Random, patients: int) -> dict[str, Any]:
         "kana": katakana_to_hiragana(family[1]),
         "year": rng.randrange(1930, 1950),
         "city": rng.choice(generate.CITIES),
+        "icd": rng.choice(clinical.PROBLEMS)[0],
     }
 
 
@@ -234,7 +264,7 @@ def measure(
     sa.event.listen(db.engine, "before_cursor_execute", recorder)
     out: dict[str, dict[str, Any]] = {}
     try:
-        for name, template in QUERIES:
+        for name, template in QUERIES + EXTRA_QUERIES:
             rng = random.Random(f"{SEED}-{name}")
             times: list[float] = []
             cpu: list[float] = []
@@ -337,7 +367,7 @@ def bench_db(
             present = conn.execute(sa.select(sa.func.count()).select_from(resource)).scalar()
         if present == 0:
             load(db, patients, log=log)
-        elif present != patients * (OBS_PER_PATIENT + 1):
+        elif present != patients * RESOURCES_PER_PATIENT:
             raise SystemExit(f"{url} holds {present} resources, not this data set; use another")
         else:
             log(f"  reusing the {present} resources already loaded")
@@ -348,7 +378,7 @@ def bench_db(
         return {
             "loadavg": os.getloadavg()[0],
             "load_s": load_s,
-            "resources": patients * (OBS_PER_PATIENT + 1),
+            "resources": patients * RESOURCES_PER_PATIENT,
             "queries": queries,
         }
     finally:
@@ -410,13 +440,19 @@ def _print(results: dict[str, Any]) -> bool:
             flag = f"  SEQ SCAN: {', '.join(seq)}" if seq else ""
             db_ms = sum(p["ms"] for p in r.get("plans", []))
             db = f"   db {db_ms:5.1f} ms" if r.get("plans") else ""
+            extra = "  (extra)" if name in UNTARGETED and name != "total_accurate" else ""
             print(
                 f"  {name:<24} p50 {r['p50_ms']:7.1f} ms   p95 {r['p95_ms']:7.1f} ms"
-                f"   cpu {r['cpu_p50_ms']:5.1f} ms{db}   (avg total {r['mean_total']:.0f}){flag}"
+                f"   cpu {r['cpu_p50_ms']:5.1f} ms{db}   (avg total {r['mean_total']:.0f})"
+                f"{flag}{extra}"
             )
             if backend == "postgres":
-                ok = ok and r["p95_ms"] <= TARGET_P95_MS and not seq
-    print(f"target: p95 <= {TARGET_P95_MS:.0f} ms and no seq scans on PostgreSQL: ", end="")
+                ok = ok and not seq and (name in UNTARGETED or r["p95_ms"] <= TARGET_P95_MS)
+    print(
+        f"target: p95 <= {TARGET_P95_MS:.0f} ms (the issue's ten but total_accurate) and no seq"
+        " scans on PostgreSQL: ",
+        end="",
+    )
     print("OK" if ok else "MISSED")
     return ok
 
