@@ -93,8 +93,9 @@ def capability_statement(engine: FhirEngine, base_url: str) -> dict[str, Any]:
             f"{engine.settings.default_count} by default, at most {engine.settings.max_count}; "
             "paging links carry an opaque _cursor and stay exact while data changes "
             "(resources created after the first page are not added to later pages). "
-            "_total defaults to accurate. String search ignores case, accents, full/half "
-            "width and hiragana/katakana (name=やまだ finds ヤマダ and ﾔﾏﾀﾞ). "
+            "Without _total, Bundle.total is given when the first page holds every match; "
+            "_total=accurate (or estimate) counts every match. String search ignores case, "
+            "accents, full/half width and hiragana/katakana (name=やまだ finds ヤマダ and ﾔﾏﾀﾞ). "
             f"Urgent calls are Tasks with code urgent-call in {RENKEI_CODESYSTEM}."
         ),
         "security": {

@@ -6,6 +6,7 @@ Every test here takes the ``client`` fixture, so it runs on SQLite and on Postgr
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -103,3 +104,16 @@ def observation(subject: str | None = None, **extra: Any) -> dict[str, Any]:
         body["subject"] = {"reference": subject}
     body.update(extra)
     return body
+
+
+def link(bundle: dict[str, Any], relation: str) -> str | None:
+    for item in bundle.get("link", []):
+        if item["relation"] == relation:
+            url: str = item["url"]
+            parts = urlsplit(url)
+            return parts.path.removeprefix("/fhir/") + (f"?{parts.query}" if parts.query else "")
+    return None
+
+
+def match_ids(bundle: dict[str, Any]) -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.integration.search.conftest import Fhir, jp_name, observation, patient
+from tests.integration.search.conftest import Fhir, jp_name, link, match_ids, observation, patient
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -128,6 +128,30 @@ def test_has_with_composite_and_other_filters(fhir: Fhir) -> None:
     assert fhir.search(query)["total"] == 1
     everyone = f"Patient?_has:Observation:patient:code-value-quantity={LOINC}|8310-5$gt38.5"
     assert fhir.ids(everyone) == {fever, other_year}
+
+
+def test_has_with_another_filter_pages_in_creation_order(fhir: Fhir) -> None:
+    # the _has test runs on the other filter's candidates in pk order until a page is full
+    # (engine._late_filters): pages must still hold every match once, in order, both ways
+    born_1940 = [fhir.create(patient(birthDate=f"1940-0{1 + n % 9}-01")) for n in range(9)]
+    fhir.create(patient(birthDate="1950-01-01"))
+    with_fever = [pid for n, pid in enumerate(born_1940) if n % 3 != 1]
+    for n, pid in enumerate(born_1940):
+        fhir.create(_temperature(f"Patient/{pid}", 39.0 if n % 3 != 1 else 36.5))
+    fhir.create(_temperature(f"Patient/{born_1940[1]}", 36.8))
+    query = (
+        "Patient?birthdate=1940&_count=2"
+        f"&_has:Observation:patient:code-value-quantity={LOINC}|8310-5$gt38.5"
+    )
+    pages = [fhir.search(query)]
+    while (nxt := link(pages[-1], "next")) is not None:
+        pages.append(fhir.search(nxt))
+    assert [i for b in pages for i in match_ids(b)] == with_fever
+    assert all(len(match_ids(b)) == 2 for b in pages[:-1])
+    back = fhir.search(link(pages[-1], "previous") or "")
+    assert match_ids(back) == match_ids(pages[-2])
+    counted = fhir.search(query + "&_total=accurate")
+    assert counted["total"] == len(with_fever) and match_ids(counted) == with_fever[:2]
 
 
 def test_has_with_not_and_missing_inner_filters(fhir: Fhir) -> None:

@@ -8,23 +8,9 @@ a result never make an entry appear twice or go missing.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from renkei.clock import ManualClock
-from tests.integration.search.conftest import Fhir, patient
-
-
-def link(bundle: dict[str, Any], relation: str) -> str | None:
-    for item in bundle.get("link", []):
-        if item["relation"] == relation:
-            url: str = item["url"]
-            parts = urlsplit(url)
-            return parts.path.removeprefix("/fhir/") + (f"?{parts.query}" if parts.query else "")
-    return None
-
-
-def match_ids(bundle: dict[str, Any]) -> list[str]:
-    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
+from tests.integration.search.conftest import Fhir, link, match_ids, patient
 
 
 def walk(fhir: Fhir, query: str, between: Any = None) -> list[str]:
@@ -45,7 +31,7 @@ def walk(fhir: Fhir, query: str, between: Any = None) -> list[str]:
 
 def test_count_default_and_next_link(fhir: Fhir) -> None:
     created = [fhir.create(patient(gender="female")) for _ in range(23)]
-    first = fhir.search("Patient")
+    first = fhir.search("Patient?_total=accurate")
     assert len(match_ids(first)) == 20  # default _count, documented in the CapabilityStatement
     assert first["total"] == 23
     assert link(first, "previous") is None
@@ -53,6 +39,21 @@ def test_count_default_and_next_link(fhir: Fhir) -> None:
     assert match_ids(first) + match_ids(second) == created
     assert link(second, "next") is None
     assert second["total"] == 23
+
+
+def test_default_total_only_when_the_first_page_holds_every_match(fhir: Fhir) -> None:
+    # counting every match of a broad search can cost more than the page: without _total
+    # the server gives Bundle.total only when it knows it for free (CapabilityStatement)
+    for _ in range(4):
+        fhir.create(patient(gender="female"))
+    assert fhir.search("Patient?gender=female")["total"] == 4
+    assert fhir.search("Patient?gender=male")["total"] == 0
+    first = fhir.search("Patient?gender=female&_count=3")
+    assert "total" not in first
+    assert "total" not in fhir.search(link(first, "next") or "")
+    assert fhir.search("Patient?gender=female&_count=3&_total=accurate")["total"] == 4
+    assert fhir.search("Patient?gender=female&_count=3&_total=estimate")["total"] == 4
+    assert fhir.search("Patient?gender=female&_count=0")["total"] == 4
 
 
 def test_count_is_capped(fhir: Fhir) -> None:
@@ -219,12 +220,12 @@ def test_first_page_total_with_sort_and_filters(fhir: Fhir) -> None:
         for n in range(7)
     ]
     fhir.create(patient(gender="male", name=[{"family": "姓0"}]))
-    first = fhir.search("Patient?gender=female&_sort=family,-birthdate&_count=3")
+    first = fhir.search("Patient?gender=female&_sort=family,-birthdate&_count=3&_total=accurate")
     assert first["total"] == 7
     order = walk(fhir, "Patient?gender=female&_sort=family,-birthdate&_count=3")
     by_key = sorted(range(7), key=lambda n: (n % 3, -n))
     assert order == [ids[n] for n in by_key]
     nxt = link(first, "next")
     assert nxt is not None and fhir.search(nxt)["total"] == 7
-    assert fhir.search("Patient?gender=other&_sort=family")["total"] == 0
+    assert fhir.search("Patient?gender=other&_sort=family&_total=accurate")["total"] == 0
     assert "total" not in fhir.search("Patient?gender=female&_sort=family&_total=none")
