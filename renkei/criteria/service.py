@@ -267,7 +267,12 @@ def rules_for(session: Session, patient_id: str, clock: Clock) -> list[Any]:
         r.scope == "organization", r.active.is_(True), on_team
     )
     union = sa.union_all(own, facility).subquery()
-    stmt = sa.select(union).order_by(union.c.created_at, union.c.id)
+    # reads only these two tables: resource rows the unit deferred need not be sent first
+    stmt = (
+        sa.select(union)
+        .order_by(union.c.created_at, union.c.id)
+        .execution_options(**pending.reads(criteria_rule, access_team_member))
+    )
     found = cache[patient_id] = list(session.execute(stmt))
     return list(found)
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -20,6 +19,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from renkei.clock import Clock
+from renkei.store import pending
 from renkei.store.errors import (
     AlreadyExists,
     BadCursor,
@@ -106,27 +106,13 @@ class Repository(Protocol):
 _INSERT_RESOURCE = resource.insert().returning(resource.c.pk)
 _INSERT_VERSION = resource_version.insert()
 
-
-@cache
-def _pg_create_statement() -> sa.TextClause:
-    """PostgreSQL: insert the resource and its version 1 together (a data-modifying CTE)."""
-    return sa.text(
-        """
-        WITH r AS (
-            INSERT INTO fhir_resource
-                (res_type, res_id, version_id, last_updated, deleted, content)
-            VALUES (:res_type, :res_id, 1, :last_updated, false, :content)
-            RETURNING pk, res_type, res_id, last_updated, content
-        )
-        INSERT INTO fhir_resource_version
-            (resource_pk, version_id, res_type, res_id, last_updated, deleted, method, content)
-        SELECT pk, 1, res_type, res_id, last_updated, false, 'POST', content FROM r
-        RETURNING resource_pk
-        """
-    ).bindparams(
-        sa.bindparam("content", type_=resource.c.content.type),
-        sa.bindparam("last_updated", type_=resource.c.last_updated.type),
-    )
+#: PostgreSQL: ``:n`` primary keys of new resources in one round trip. Reads no table, so
+#: resource rows deferred earlier in the unit may stay unsent.
+_NEXT_PKS = sa.text(
+    "SELECT nextval(pg_get_serial_sequence('fhir_resource', 'pk')) FROM generate_series(1, :n)"
+).execution_options(**pending.reads())
+#: unit cache holding primary keys reserved for the unit's creates
+_RESERVED = "store.reserved_pks"
 
 
 def new_id() -> str:
@@ -202,25 +188,69 @@ class SqlRepository:
         with _storable():
             return self._create(content, res_id)
 
+    def reserve(self, count: int) -> None:
+        """Take primary keys for ``count`` creates of this unit of work in one round trip
+        (a transaction Bundle); on SQLite, where rows are inserted at once, nothing."""
+        if not self._postgres or count <= 0:
+            return
+        reserved: list[int] = pending.unit_cache(self.session, _RESERVED).setdefault("pks", [])
+        missing = count - len(reserved)
+        if missing > 0:
+            rows = self.session.execute(_NEXT_PKS, {"n": missing})
+            reserved.extend(int(pk) for (pk,) in rows)
+
+    def _next_pk(self) -> int:
+        reserved: list[int] = pending.unit_cache(self.session, _RESERVED).setdefault("pks", [])
+        if not reserved:
+            self.reserve(1)
+        return reserved.pop(0)
+
     def _create(self, content: dict[str, Any], res_id: str | None) -> StoredResource:
         res_type = content["resourceType"]
         res_id = res_id or new_id()
         now = self.clock.now()
         body = _with_meta(content, res_id, 1, now)
-        # No savepoint: a duplicate id fails the unit of work anyway, and batch entries
-        # have a savepoint of their own. Saves two round trips per create.
-        params = {"res_type": res_type, "res_id": res_id, "last_updated": now, "content": body}
-        try:
-            if self._postgres:
-                # resource and first version in one statement: one round trip, not two
-                pk = self.session.execute(_pg_create_statement(), params).scalar_one()
-            else:
+        if self._postgres:
+            # The key comes from the sequence now; both rows are sent with the unit's index
+            # rows (renkei.store.pending, COPY), before any later statement that may read
+            # them. A duplicate id is refused then, as AlreadyExists.
+            pk = self._next_pk()
+            row = {"pk": pk, "res_type": res_type, "res_id": res_id, "last_updated": now}
+            pending.defer(
+                self.session,
+                resource,
+                [{**row, "version_id": 1, "deleted": False, "content": body}],
+                visible=True,
+            )
+            pending.defer(
+                self.session,
+                resource_version,
+                [
+                    {
+                        "resource_pk": pk,
+                        "version_id": 1,
+                        "res_type": res_type,
+                        "res_id": res_id,
+                        "last_updated": now,
+                        "deleted": False,
+                        "method": "POST",
+                        "content": body,
+                    }
+                ],
+                visible=True,
+            )
+        else:
+            # No savepoint: a duplicate id fails the unit of work anyway, and batch entries
+            # have a savepoint of their own.
+            params = {"res_type": res_type, "res_id": res_id, "last_updated": now}
+            try:
                 pk = self.session.execute(
-                    _INSERT_RESOURCE, {**params, "version_id": 1, "deleted": False}
+                    _INSERT_RESOURCE,
+                    {**params, "content": body, "version_id": 1, "deleted": False},
                 ).scalar_one()
                 self._add_version(pk, res_type, res_id, 1, now, False, "POST", body)
-        except IntegrityError as exc:
-            raise AlreadyExists(f"{res_type}/{res_id} already exists") from exc
+            except IntegrityError as exc:
+                raise AlreadyExists(f"{res_type}/{res_id} already exists") from exc
         index_new = getattr(self.indexer, "index_new", None)
         if index_new is not None:
             index_new(self.session, pk, res_type, body)  # no old rows to delete
