@@ -277,8 +277,10 @@ def _transaction(
     for entry in entries:
         if isinstance(entry.body, dict):
             _rewrite(engine, session, req.context, entry, entry.body, plan.mapping, cache)
-    # keys for the creates planned (POSTs, conditional updates with no match), in one trip
-    engine.repository(session).reserve(len(plan.assigned))
+    # keys for the resources the entries may create (POSTs, PUTs as create), in one trip;
+    # their rows then go with the index rows at the end instead of one INSERT each
+    creating = [e for e in entries if e.method in ("POST", "PUT") and e.index not in plan.existing]
+    engine.repository(session).reserve(len(creating))
     for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
         if entry.method != "DELETE":
             results[entry.index] = _run_entry(engine, session, req, entry, plan)

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -106,6 +107,29 @@ class Repository(Protocol):
 _INSERT_RESOURCE = resource.insert().returning(resource.c.pk)
 _INSERT_VERSION = resource_version.insert()
 
+
+@cache
+def _pg_create_statement() -> sa.TextClause:
+    """PostgreSQL: insert the resource and its version 1 together (a data-modifying CTE)."""
+    return sa.text(
+        """
+        WITH r AS (
+            INSERT INTO fhir_resource
+                (res_type, res_id, version_id, last_updated, deleted, content)
+            VALUES (:res_type, :res_id, 1, :last_updated, false, :content)
+            RETURNING pk, res_type, res_id, last_updated, content
+        )
+        INSERT INTO fhir_resource_version
+            (resource_pk, version_id, res_type, res_id, last_updated, deleted, method, content)
+        SELECT pk, 1, res_type, res_id, last_updated, false, 'POST', content FROM r
+        RETURNING resource_pk
+        """
+    ).bindparams(
+        sa.bindparam("content", type_=resource.c.content.type),
+        sa.bindparam("last_updated", type_=resource.c.last_updated.type),
+    )
+
+
 #: PostgreSQL: ``:n`` primary keys of new resources in one round trip. Reads no table, so
 #: resource rows deferred earlier in the unit may stay unsent.
 _NEXT_PKS = sa.text(
@@ -189,8 +213,9 @@ class SqlRepository:
             return self._create(content, res_id)
 
     def reserve(self, count: int) -> None:
-        """Take primary keys for ``count`` creates of this unit of work in one round trip
-        (a transaction Bundle); on SQLite, where rows are inserted at once, nothing."""
+        """Take primary keys for the next ``count`` creates of this unit of work in one round
+        trip (a transaction Bundle's): their rows are then deferred, not inserted one by one.
+        On SQLite, where a round trip costs nothing, it does nothing."""
         if not self._postgres or count <= 0:
             return
         reserved: list[int] = pending.unit_cache(self.session, _RESERVED).setdefault("pks", [])
@@ -199,22 +224,21 @@ class SqlRepository:
             rows = self.session.execute(_NEXT_PKS, {"n": missing})
             reserved.extend(int(pk) for (pk,) in rows)
 
-    def _next_pk(self) -> int:
-        reserved: list[int] = pending.unit_cache(self.session, _RESERVED).setdefault("pks", [])
-        if not reserved:
-            self.reserve(1)
-        return reserved.pop(0)
+    def _reserved_pk(self) -> int | None:
+        """A key :meth:`reserve` took for this unit, or None (then insert at once)."""
+        reserved: list[int] | None = pending.unit_cache(self.session, _RESERVED).get("pks")
+        return reserved.pop(0) if reserved else None
 
     def _create(self, content: dict[str, Any], res_id: str | None) -> StoredResource:
         res_type = content["resourceType"]
         res_id = res_id or new_id()
         now = self.clock.now()
         body = _with_meta(content, res_id, 1, now)
-        if self._postgres:
-            # The key comes from the sequence now; both rows are sent with the unit's index
-            # rows (renkei.store.pending, COPY), before any later statement that may read
-            # them. A duplicate id is refused then, as AlreadyExists.
-            pk = self._next_pk()
+        pk = self._reserved_pk() if self._postgres else None
+        if pk is not None:
+            # A key reserved for this unit (a transaction Bundle's creates): both rows are
+            # sent with the unit's index rows (renkei.store.pending, COPY), before any later
+            # statement that may read them. A duplicate id is refused then (AlreadyExists).
             row = {"pk": pk, "res_type": res_type, "res_id": res_id, "last_updated": now}
             pending.defer(
                 self.session,
@@ -241,14 +265,17 @@ class SqlRepository:
             )
         else:
             # No savepoint: a duplicate id fails the unit of work anyway, and batch entries
-            # have a savepoint of their own.
-            params = {"res_type": res_type, "res_id": res_id, "last_updated": now}
+            # have a savepoint of their own. Saves two round trips per create.
+            params = {"res_type": res_type, "res_id": res_id, "last_updated": now, "content": body}
             try:
-                pk = self.session.execute(
-                    _INSERT_RESOURCE,
-                    {**params, "content": body, "version_id": 1, "deleted": False},
-                ).scalar_one()
-                self._add_version(pk, res_type, res_id, 1, now, False, "POST", body)
+                if self._postgres:
+                    # resource and first version in one statement: one round trip, not two
+                    pk = self.session.execute(_pg_create_statement(), params).scalar_one()
+                else:
+                    pk = self.session.execute(
+                        _INSERT_RESOURCE, {**params, "version_id": 1, "deleted": False}
+                    ).scalar_one()
+                    self._add_version(pk, res_type, res_id, 1, now, False, "POST", body)
             except IntegrityError as exc:
                 raise AlreadyExists(f"{res_type}/{res_id} already exists") from exc
         index_new = getattr(self.indexer, "index_new", None)

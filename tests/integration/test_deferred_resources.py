@@ -95,6 +95,7 @@ def _chain_ok(services: Services) -> None:
 def test_a_query_in_the_unit_sees_the_resources_created_before_it(services: Services) -> None:
     repo_of = services.engine.repository
     with services.db.session(write=True) as s:
+        repo_of(s).reserve(1)  # PostgreSQL: the rows wait for the end of the unit
         stored = repo_of(s).create(_patient("00001"))
         found = s.execute(sa.select(resource.c.pk).where(resource.c.res_id == stored.res_id))
         assert found.scalar_one() == stored.pk
@@ -111,7 +112,9 @@ def test_a_statement_naming_other_tables_leaves_deferred_rows_unsent(services: S
     statements: list[str] = []
     listen = (services.db.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     with services.db.session(write=True) as s:
-        stored = services.engine.repository(s).create(_patient("00002"))
+        repo = services.engine.repository(s)
+        repo.reserve(1)
+        stored = repo.create(_patient("00002"))
         sa.event.listen(*listen)
         try:
             probe = sa.select(sa.literal(1)).execution_options(**pending.reads(idx_token))
@@ -125,15 +128,17 @@ def test_a_statement_naming_other_tables_leaves_deferred_rows_unsent(services: S
     assert stored.pk > 0 and _count(services, resource) == 1
 
 
+@pytest.mark.parametrize("reserved", [0, 2], ids=["inserted", "deferred"])
 def test_the_same_id_twice_in_one_unit_is_refused_and_nothing_is_kept(
-    services: Services,
+    services: Services, reserved: int
 ) -> None:
     refused = pytest.raises(AlreadyExists, match="Patient/dup already exists")
     with refused, services.db.session(write=True) as s:
         repo = services.engine.repository(s)
+        repo.reserve(reserved)
         repo.create(_patient("00003"), res_id="dup")
         repo.create(_patient("00004"), res_id="dup")
-        pending.flush(s)  # PostgreSQL refuses it here, SQLite at the second INSERT
+        pending.flush(s)  # refused here when deferred, else at the second INSERT
     assert _count(services, resource) == 0
     assert _count(services, resource_version) == 0
     assert _count(services, idx_token) == 0
