@@ -25,8 +25,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from renkei.access.models import access_consent, access_patient_owner, access_team_member
+from renkei.access.policy import note_owner
 from renkei.fhir.search.dates import DEFAULT_ZONE, date_range
 from renkei.fhir.search.indexer import SearchIndexWriter
+from renkei.store import pending
 from renkei.store.models import resource
 
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
@@ -105,11 +107,15 @@ class SharingFactWriter(SearchIndexWriter):
     def _patient(self, session: Session, pk: int, content: dict[str, Any]) -> None:
         org = _ref_id(content.get("managingOrganization"), "Organization")
         if org and content.get("id"):
-            session.execute(
-                access_patient_owner.insert().values(
-                    resource_pk=pk, patient_id=content["id"], organization_id=org
-                )
+            # sent with the resource row, before any statement that may read it
+            pending.defer(
+                session,
+                access_patient_owner,
+                [{"resource_pk": pk, "patient_id": content["id"], "organization_id": org}],
+                visible=True,
             )
+            # the owner may write its patient: what the policy would read back from this row
+            note_owner(session, org, content["id"])
 
     def _careteam(self, session: Session, pk: int, content: dict[str, Any]) -> None:
         patient = _ref_id(content.get("subject"), "Patient")

@@ -266,6 +266,13 @@ class SharingPolicy:
         return True
 
 
+def note_owner(session: Session, org: str, patient_id: str) -> None:
+    """``org`` has just been recorded as ``patient_id``'s owner in this unit of work: the
+    answer :meth:`SharingPolicy._may` would read back (owners may read and write), without
+    the query. Dropped with the unit's other cached answers on any rollback."""
+    pending.unit_cache(session, _CACHE_KEY)[(org, patient_id)] = True
+
+
 def record_patients(session: Session, content: dict[str, Any] | None) -> set[str]:
     """Ids of the patients whose record ``content`` is part of: Patient compartment
     membership; a Binary takes its ``securityContext``'s (one level).
@@ -342,4 +349,4 @@ def _visible_union(*, write: bool, one: bool) -> Any:
     return union.limit(1) if one else union
 
 
-__all__ = ["SharingPolicy", "record_patients"]
+__all__ = ["SharingPolicy", "note_owner", "record_patients"]

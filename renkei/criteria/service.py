@@ -150,6 +150,7 @@ def create_rule(
         "created_at": clock.now(),
     }
     session.execute(criteria_rule.insert().values(**values))
+    pending.unit_cache(session, _RULES_CACHE).clear()
     return _view(values)
 
 
@@ -197,6 +198,7 @@ def deactivate_rule(
         "deactivated_at": clock.now(),
     }
     session.execute(criteria_rule.update().where(criteria_rule.c.id == rule_id).values(**values))
+    pending.unit_cache(session, _RULES_CACHE).clear()
     return _view({**row._mapping, **values})
 
 
@@ -237,6 +239,17 @@ def _view(row: Any) -> dict[str, Any]:
 # -- the rules that apply -------------------------------------------------------------------
 
 
+#: the unit cache of :func:`rules_for`: patient id -> rules, and whether any rule is active
+_RULES_CACHE = "criteria.rules_for"
+_ANY = ("any active",)
+_ANY_ACTIVE = (
+    sa.select(criteria_rule.c.id)
+    .where(criteria_rule.c.active.is_(True))
+    .limit(1)
+    .execution_options(**pending.reads(criteria_rule))
+)
+
+
 def rules_for(session: Session, patient_id: str, clock: Clock) -> list[Any]:
     """Active rules of the patient and of the facilities on its active CareTeam, in one
     query (``ix_criteria_rule_scope``; ``ix_access_team_org`` for the team check).
@@ -245,9 +258,13 @@ def rules_for(session: Session, patient_id: str, clock: Clock) -> list[Any]:
     rows the access policy uses: a participant Organization, ``onBehalfOf``, or the
     organisation of a participant PractitionerRole, within the team's period.
     """
-    cache = pending.unit_cache(session, "criteria.rules_for")
+    cache = pending.unit_cache(session, _RULES_CACHE)
     if patient_id in cache:  # a Bundle posting many readings for one patient asks once
         return list(cache[patient_id])
+    if _ANY not in cache:  # no active rule at all: no query per patient in this unit
+        cache[_ANY] = session.execute(_ANY_ACTIVE).first() is not None
+    if not cache[_ANY]:
+        return []
     r, t = criteria_rule.c, access_team_member.c
     now = clock.now()
     on_team = (
@@ -267,7 +284,12 @@ def rules_for(session: Session, patient_id: str, clock: Clock) -> list[Any]:
         r.scope == "organization", r.active.is_(True), on_team
     )
     union = sa.union_all(own, facility).subquery()
-    stmt = sa.select(union).order_by(union.c.created_at, union.c.id)
+    # reads only these two tables: resource rows the unit deferred need not be sent first
+    stmt = (
+        sa.select(union)
+        .order_by(union.c.created_at, union.c.id)
+        .execution_options(**pending.reads(criteria_rule, access_team_member))
+    )
     found = cache[patient_id] = list(session.execute(stmt))
     return list(found)
 

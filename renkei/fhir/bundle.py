@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
 from renkei.fhir.outcome import BadRequest, FhirError, PreconditionFailed, as_fhir_error
 from renkei.fhir.validate import check_type
+from renkei.store import pending
 from renkei.store.errors import StoreError
 from renkei.store.repository import instant, new_id
 
@@ -228,6 +229,8 @@ def _batch(
                 resp = engine.dispatch(session, _sub_request(req, entry))
                 if resp.status >= 400:
                     raise _EntryFailed(resp)
+                # inside the entry's savepoint: a row refused now fails this entry only
+                pending.flush(session)
         except _EntryFailed as failed:
             resp = failed.response
         except FhirError as exc:
@@ -274,10 +277,32 @@ def _transaction(
     for entry in entries:
         if isinstance(entry.body, dict):
             _rewrite(engine, session, req.context, entry, entry.body, plan.mapping, cache)
+    # keys for the resources the entries may create (POSTs, PUTs as create), in one trip;
+    # their rows then go with the index rows at the end instead of one INSERT each
+    creating = [e for e in entries if e.method in ("POST", "PUT") and e.index not in plan.existing]
+    engine.repository(session).reserve(len(creating))
     for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
         if entry.method != "DELETE":
             results[entry.index] = _run_entry(engine, session, req, entry, plan)
+    _send(session, plan)
     return [results[e.index] for e in entries]
+
+
+def _send(session: Session, plan: _Plan) -> None:
+    """Send the rows the entries deferred; a refused one fails the transaction, naming
+    its entry when the database says which resource it was (a duplicate id)."""
+    try:
+        pending.flush(session)
+    except StoreError as exc:
+        mapped = as_fhir_error(exc)
+        assert mapped is not None
+        index = next((i for ref, i in plan.written.items() if str(exc).startswith(f"{ref} ")), None)
+        if index is None:
+            index = next((i for i, rid in plan.assigned.items() if f"/{rid} " in str(exc)), None)
+        if index is None:
+            raise mapped from exc
+        where = f"Bundle.entry[{index}]"
+        raise type(mapped)(f"{where}: {exc}", expression=(where,)) from exc
 
 
 def _run_entry(

@@ -39,6 +39,7 @@ from renkei.fhir.policy import AccessPolicy
 from renkei.fhir.searching import SearchEngine
 from renkei.fhir.timeparse import parse_instant
 from renkei.fhir.validate import check_id, check_type, parse_resource
+from renkei.store import pending
 from renkei.store.errors import StoreError
 from renkei.store.indexing import IndexWriter
 from renkei.store.repository import SqlRepository, StoredResource
@@ -153,7 +154,12 @@ class FhirEngine:
 
     def _dispatch(self, session: Session, req: FhirRequest) -> FhirResponse:
         try:
-            return self._route(session, req)
+            resp = self._route(session, req)
+            if not req.context.in_bundle and resp.status < 400:
+                # Deferred rows (resources, index rows, facts) go now, not at commit, so
+                # that a refused one (a duplicate id) answers as its error, not a 500.
+                pending.flush(session)
+            return resp
         except StoreError as exc:
             mapped = as_fhir_error(exc)
             assert mapped is not None

@@ -7,19 +7,35 @@ reach the database just before the transaction commits, or earlier when a reader
 its own transaction). Rows are never lost to a savepoint: those deferred inside a savepoint
 that rolls back go with it, and those deferred before it but flushed inside it are sent
 again. An outer rollback drops everything.
+
+Rows deferred with ``visible=True`` (resource rows, sharing facts: things any later query of
+the unit may read) are also sent before the next statement run through the session, unless
+that statement names the tables it reads (:func:`reads`) and none of them has such rows
+waiting. A unit that only writes (a transaction Bundle of creates) thus sends everything at
+once, while no query can miss an earlier write of its own transaction.
+
+A value the database refuses while the rows are sent (a duplicate id, a value out of range)
+is raised as the store error the immediate INSERT would have raised (``AlreadyExists``,
+``Unstorable``); the transaction is then unusable and must be rolled back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+
+from renkei.store.errors import AlreadyExists, Unstorable
 
 _KEY = "renkei.pending"
 _CACHES = "renkei.unit_caches"
+#: execution option naming the tables a statement reads (see :func:`reads`)
+_READS = "renkei_reads"
 
 
 @dataclass
@@ -29,6 +45,10 @@ class _Pending:
     flushed: int = 0
     #: savepoint -> (len(rows), flushed) when it began
     marks: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: tables whose rows must be sent before any statement that may read them
+    visible: set[sa.Table] = field(default_factory=set)
+    #: whether rows[flushed:] holds a row of a ``visible`` table
+    guarded: bool = False
 
 
 def _pending(session: Session) -> _Pending:
@@ -38,9 +58,30 @@ def _pending(session: Session) -> _Pending:
     return p
 
 
-def defer(session: Session, table: sa.Table, rows: Iterable[dict[str, Any]]) -> None:
-    """Insert ``rows`` into ``table`` before this session's transaction commits."""
-    _pending(session).rows.extend((table, row) for row in rows)
+def defer(
+    session: Session, table: sa.Table, rows: Iterable[dict[str, Any]], *, visible: bool = False
+) -> None:
+    """Insert ``rows`` into ``table`` before this session's transaction commits.
+
+    ``visible``: the rows must be in the database before the session runs any statement
+    that may read ``table`` (every statement that does not say otherwise, :func:`reads`).
+    """
+    p = _pending(session)
+    before = len(p.rows)
+    p.rows.extend((table, row) for row in rows)
+    if visible and len(p.rows) > before:
+        p.visible.add(table)
+        p.guarded = True
+
+
+def reads(*tables: sa.Table) -> dict[str, Any]:
+    """Execution options saying a statement reads only ``tables``: rows deferred with
+    ``visible=True`` into other tables may then stay unsent while it runs.
+
+    >>> sorted(reads(sa.table("a"), sa.table("b"))["renkei_reads"])
+    ['a', 'b']
+    """
+    return {_READS: frozenset(t.name for t in tables)}
 
 
 def discard(session: Session, predicate: Callable[[sa.Table, dict[str, Any]], bool]) -> None:
@@ -62,20 +103,60 @@ def flush(session: Session) -> None:
     for table, row in p.rows[p.flushed :]:
         by_table.setdefault(table, []).append(row)
     p.flushed = len(p.rows)
+    p.guarded = False
+    # parents first (a resource before its versions, index rows and facts)
+    tables = sa.schema.sort_tables(by_table)
     conn = session.connection()
-    if conn.dialect.name != "postgresql":
-        for table, rows in by_table.items():
-            for group in _by_keys(rows):  # executemany wants the same keys in every row
-                conn.execute(table.insert(), group)
-        return
-    small = []
-    for table, rows in by_table.items():
-        if len(rows) >= _COPY_MIN and _uniform(rows):
-            _copy(conn, table, list(rows[0]), rows)
-        else:
-            small.append((table, rows))
-    if small:
-        _pipelined(conn, small)
+    with _refused():
+        if conn.dialect.name != "postgresql":
+            for table in tables:
+                for group in _by_keys(by_table[table]):  # executemany wants the same keys
+                    conn.execute(table.insert(), group)
+            return
+        small = []
+        for table in tables:
+            rows = by_table[table]
+            if len(rows) >= _COPY_MIN and _uniform(rows):
+                _copy(conn, table, list(rows[0]), rows)
+            else:
+                small.append((table, rows))
+        if small:
+            _pipelined(conn, small)
+
+
+@contextmanager
+def _refused() -> Iterator[None]:
+    """The database's refusal of a deferred row as the store error its INSERT would give."""
+    import psycopg
+
+    try:
+        yield
+    except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation) as exc:
+        orig = getattr(exc, "orig", exc)
+        if isinstance(exc, sa.exc.IntegrityError) and not _unique(orig):
+            raise
+        raise AlreadyExists(_already(orig)) from exc
+    except (sa.exc.DataError, psycopg.errors.DataError) as exc:
+        orig = getattr(exc, "orig", exc)
+        detail = str(orig).splitlines()[0] if orig is not None else "bad value"
+        raise Unstorable(f"a value of the resource cannot be stored: {detail}") from exc
+
+
+def _unique(orig: Any) -> bool:
+    import psycopg
+
+    return isinstance(orig, psycopg.errors.UniqueViolation) or "UNIQUE" in str(orig)
+
+
+def _already(orig: Any) -> str:
+    """``Key (res_type, res_id)=(Patient, p1) already exists.`` -> ``Patient/p1 already
+    exists``; the driver's first line otherwise."""
+    diag = getattr(orig, "diag", None)
+    detail = getattr(diag, "message_detail", None) or ""
+    found = re.match(r"Key \(res_type, res_id\)=\(([^,]+), (.+)\) already exists", detail)
+    if found:
+        return f"{found.group(1)}/{found.group(2)} already exists"
+    return f"a row already exists: {(detail or str(orig)).splitlines()[0]}"
 
 
 #: from this many rows on, PostgreSQL gets them by COPY (a pipelined executemany still sends
@@ -175,6 +256,20 @@ def _after_soft_rollback(session: Session, previous: SessionTransaction) -> None
     del p.rows[length:]
     # rows deferred before the savepoint but sent inside it were rolled back with it
     p.flushed = min(p.flushed, flushed)
+    p.guarded = any(table in p.visible for table, _ in p.rows[p.flushed :])
+
+
+def _before_statement(state: ORMExecuteState) -> None:
+    """Send ``visible`` rows before a statement that may read their tables."""
+    p: _Pending | None = state.session.info.get(_KEY)
+    if p is None or not p.guarded:
+        return
+    named = state.execution_options.get(_READS)
+    if named is not None:
+        waiting = {table.name for table, _ in p.rows[p.flushed :] if table in p.visible}
+        if waiting.isdisjoint(named):
+            return
+    flush(state.session)
 
 
 def _after_transaction_end(session: Session, trans: SessionTransaction) -> None:
@@ -189,6 +284,7 @@ sa.event.listen(Session, "before_commit", _before_commit)
 sa.event.listen(Session, "after_transaction_create", _after_transaction_create)
 sa.event.listen(Session, "after_soft_rollback", _after_soft_rollback)
 sa.event.listen(Session, "after_transaction_end", _after_transaction_end)
+sa.event.listen(Session, "do_orm_execute", _before_statement)
 
 
-__all__ = ["defer", "discard", "flush", "unit_cache"]
+__all__ = ["defer", "discard", "flush", "reads", "unit_cache"]

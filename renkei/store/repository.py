@@ -20,6 +20,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from renkei.clock import Clock
+from renkei.store import pending
 from renkei.store.errors import (
     AlreadyExists,
     BadCursor,
@@ -129,6 +130,15 @@ def _pg_create_statement() -> sa.TextClause:
     )
 
 
+#: PostgreSQL: ``:n`` primary keys of new resources in one round trip. Reads no table, so
+#: resource rows deferred earlier in the unit may stay unsent.
+_NEXT_PKS = sa.text(
+    "SELECT nextval(pg_get_serial_sequence('fhir_resource', 'pk')) FROM generate_series(1, :n)"
+).execution_options(**pending.reads())
+#: unit cache holding primary keys reserved for the unit's creates
+_RESERVED = "store.reserved_pks"
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -202,25 +212,72 @@ class SqlRepository:
         with _storable():
             return self._create(content, res_id)
 
+    def reserve(self, count: int) -> None:
+        """Take primary keys for the next ``count`` creates of this unit of work in one round
+        trip (a transaction Bundle's): their rows are then deferred, not inserted one by one.
+        On SQLite, where a round trip costs nothing, it does nothing."""
+        if not self._postgres or count <= 0:
+            return
+        reserved: list[int] = pending.unit_cache(self.session, _RESERVED).setdefault("pks", [])
+        missing = count - len(reserved)
+        if missing > 0:
+            rows = self.session.execute(_NEXT_PKS, {"n": missing})
+            reserved.extend(int(pk) for (pk,) in rows)
+
+    def _reserved_pk(self) -> int | None:
+        """A key :meth:`reserve` took for this unit, or None (then insert at once)."""
+        reserved: list[int] | None = pending.unit_cache(self.session, _RESERVED).get("pks")
+        return reserved.pop(0) if reserved else None
+
     def _create(self, content: dict[str, Any], res_id: str | None) -> StoredResource:
         res_type = content["resourceType"]
         res_id = res_id or new_id()
         now = self.clock.now()
         body = _with_meta(content, res_id, 1, now)
-        # No savepoint: a duplicate id fails the unit of work anyway, and batch entries
-        # have a savepoint of their own. Saves two round trips per create.
-        params = {"res_type": res_type, "res_id": res_id, "last_updated": now, "content": body}
-        try:
-            if self._postgres:
-                # resource and first version in one statement: one round trip, not two
-                pk = self.session.execute(_pg_create_statement(), params).scalar_one()
-            else:
-                pk = self.session.execute(
-                    _INSERT_RESOURCE, {**params, "version_id": 1, "deleted": False}
-                ).scalar_one()
-                self._add_version(pk, res_type, res_id, 1, now, False, "POST", body)
-        except IntegrityError as exc:
-            raise AlreadyExists(f"{res_type}/{res_id} already exists") from exc
+        pk = self._reserved_pk() if self._postgres else None
+        if pk is not None:
+            # A key reserved for this unit (a transaction Bundle's creates): both rows are
+            # sent with the unit's index rows (renkei.store.pending, COPY), before any later
+            # statement that may read them. A duplicate id is refused then (AlreadyExists).
+            row = {"pk": pk, "res_type": res_type, "res_id": res_id, "last_updated": now}
+            pending.defer(
+                self.session,
+                resource,
+                [{**row, "version_id": 1, "deleted": False, "content": body}],
+                visible=True,
+            )
+            pending.defer(
+                self.session,
+                resource_version,
+                [
+                    {
+                        "resource_pk": pk,
+                        "version_id": 1,
+                        "res_type": res_type,
+                        "res_id": res_id,
+                        "last_updated": now,
+                        "deleted": False,
+                        "method": "POST",
+                        "content": body,
+                    }
+                ],
+                visible=True,
+            )
+        else:
+            # No savepoint: a duplicate id fails the unit of work anyway, and batch entries
+            # have a savepoint of their own. Saves two round trips per create.
+            params = {"res_type": res_type, "res_id": res_id, "last_updated": now, "content": body}
+            try:
+                if self._postgres:
+                    # resource and first version in one statement: one round trip, not two
+                    pk = self.session.execute(_pg_create_statement(), params).scalar_one()
+                else:
+                    pk = self.session.execute(
+                        _INSERT_RESOURCE, {**params, "version_id": 1, "deleted": False}
+                    ).scalar_one()
+                    self._add_version(pk, res_type, res_id, 1, now, False, "POST", body)
+            except IntegrityError as exc:
+                raise AlreadyExists(f"{res_type}/{res_id} already exists") from exc
         index_new = getattr(self.indexer, "index_new", None)
         if index_new is not None:
             index_new(self.session, pk, res_type, body)  # no old rows to delete
