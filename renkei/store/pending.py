@@ -113,15 +113,23 @@ def flush(session: Session) -> None:
                 for group in _by_keys(by_table[table]):  # executemany wants the same keys
                     conn.execute(table.insert(), group)
             return
-        small = []
+        small: list[tuple[sa.Table, list[dict[str, Any]]]] = []
         for table in tables:
             rows = by_table[table]
             if len(rows) >= _COPY_MIN and _uniform(rows):
+                if _refers_to(table, small):  # its parents' few rows go in first
+                    _pipelined(conn, small)
+                    small = []
                 _copy(conn, table, list(rows[0]), rows)
             else:
                 small.append((table, rows))
         if small:
             _pipelined(conn, small)
+
+
+def _refers_to(table: sa.Table, sent_later: list[tuple[sa.Table, Any]]) -> bool:
+    parents = {fk.column.table for fk in table.foreign_keys}
+    return any(t in parents for t, _ in sent_later)
 
 
 @contextmanager
