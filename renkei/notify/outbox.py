@@ -25,6 +25,7 @@ from renkei.clock import Clock
 from renkei.fhir.context import RequestContext
 from renkei.notify.models import outbox
 from renkei.store import pending
+from renkei.store.models import UtcDateTime
 from renkei.store.repository import StoredResource
 
 #: Any constant: every process's sequencer queues on it (PostgreSQL only).
@@ -261,6 +262,14 @@ def make_write_listener(
 # -- sequencing -----------------------------------------------------------------------------
 
 
+#: PostgreSQL: positions top+1, top+2... to the rows of ``ids``, in the order given
+_SEQUENCE_ROWS = sa.text(
+    "UPDATE notify_outbox SET seq = CAST(:top AS bigint) + v.n, sequenced_at = :now "
+    "FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS v(id, n) "
+    "WHERE notify_outbox.id = v.id"
+).bindparams(sa.bindparam("now", type_=UtcDateTime()))
+
+
 def sequence_pending(
     session: Session,
     clock: Clock,
@@ -285,18 +294,21 @@ def sequence_pending(
         return []
     top = session.execute(sa.select(sa.func.coalesce(sa.func.max(outbox.c.seq), 0))).scalar_one()
     now = clock.now()
-    out: list[SequencedEvent] = []
-    updates = []
-    for offset, row in enumerate(rows, start=1):
-        seq = int(top) + offset
-        updates.append({"row_id": row.id, "new_seq": seq})
-        out.append(SequencedEvent(seq, _event_of(row), row.occurred_at))
-    session.execute(
-        outbox.update()
-        .where(outbox.c.id == sa.bindparam("row_id"))
-        .values(seq=sa.bindparam("new_seq"), sequenced_at=now),
-        updates,
-    )
+    out = [
+        SequencedEvent(int(top) + offset, _event_of(row), row.occurred_at)
+        for offset, row in enumerate(rows, start=1)
+    ]
+    if session.get_bind().dialect.name == "postgresql":
+        # one statement for the whole batch: an executemany of 100 UPDATEs cost the
+        # request thread ~3 ms of the GIL per transaction Bundle
+        session.execute(_SEQUENCE_ROWS, {"ids": [row.id for row in rows], "top": top, "now": now})
+    else:
+        session.execute(
+            outbox.update()
+            .where(outbox.c.id == sa.bindparam("row_id"))
+            .values(seq=sa.bindparam("new_seq"), sequenced_at=now),
+            [{"row_id": row.id, "new_seq": e.seq} for row, e in zip(rows, out, strict=True)],
+        )
     if on_sequenced is not None:
         on_sequenced(session, out)
     return out

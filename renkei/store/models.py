@@ -100,12 +100,10 @@ def _index_table(
     table = sa.Table(
         name,
         metadata,
-        sa.Column(
-            "resource_pk",
-            BigPk,
-            sa.ForeignKey("fhir_resource.pk", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        # No foreign key to fhir_resource: index rows are derived data, written and cleared
+        # only by the index writer in their resource's own transaction (migration
+        # 0003_core says what the checks cost).
+        sa.Column("resource_pk", BigPk, nullable=False),
         sa.Column("res_type", sa.String(64), nullable=False),
         sa.Column("param", sa.String(100), nullable=False),
         *columns,
