@@ -21,6 +21,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+import orjson
 from sqlalchemy.orm import Session
 
 from renkei.fhir.context import FhirRequest, FhirResponse, RequestContext
@@ -61,6 +62,16 @@ def process_bundle(engine: FhirEngine, session: Session, req: FhirRequest) -> Fh
         200,
         {"resourceType": "Bundle", "type": f"{kind}-response", "entry": responses},
     )
+
+
+def _copy_json(value: Any) -> Any:
+    """A copy of a JSON value the entry may rewrite (references): a JSON round trip is
+    about five times as fast as ``copy.deepcopy``; values JSON cannot hold (a Decimal or
+    a huge int, from an in-process caller) are deep-copied instead."""
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except (TypeError, orjson.JSONDecodeError):
+        return copy.deepcopy(value)
 
 
 class _Entry:
@@ -109,7 +120,7 @@ class _Entry:
         if full_url is not None and not isinstance(full_url, str):
             raise BadRequest(f"{where}.fullUrl must be a string", expression=(f"{where}.fullUrl",))
         self.full_url: str | None = full_url or None
-        self.body = copy.deepcopy(raw.get("resource"))
+        self.body = _copy_json(raw.get("resource"))
         headers = {}
         for field, header in (
             ("ifNoneMatch", "if-none-match"),

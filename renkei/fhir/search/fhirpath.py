@@ -81,7 +81,7 @@ def _type_name(suffix: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _choice_keys(name: str) -> tuple[tuple[str, str], ...]:
+def choice_keys(name: str) -> tuple[tuple[str, str], ...]:
     """``(json key, type)`` pairs a choice element ``name[x]`` may appear under."""
     return tuple((name + s, _type_name(s)) for s in sorted(choice_suffixes().get(name, ())))
 
@@ -124,7 +124,7 @@ def _children(focus: Focus, name: str) -> Focus:
                 out.append(Item(child, None))
             continue
         # a choice element: valueQuantity, onsetDateTime, deceasedBoolean...
-        for key, type_name in _choice_keys(name):
+        for key, type_name in choice_keys(name):
             child = value.get(key)
             if child is not None:
                 out.append(Item(child, type_name))
@@ -526,6 +526,7 @@ def compile_path(expression: str) -> Evaluator:
 __all__ = [
     "Item",
     "UnsupportedExpression",
+    "choice_keys",
     "compile_fallback",
     "compile_fast",
     "compile_path",

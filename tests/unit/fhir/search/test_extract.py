@@ -549,3 +549,35 @@ _json = st.recursive(
 def test_extract_rows_never_raises(res_type: str, fields: dict[str, Any]) -> None:
     found = extract_rows(res_type, {"resourceType": res_type, **fields})
     assert set(found) == {"string", "token", "reference", "date", "number", "quantity", "uri"}
+
+
+def test_skipping_absent_elements_finds_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # plan.roots lets extraction skip parameters whose elements the resource lacks; over
+    # every JP Core example (and the demo's clinical resources) the rows must be the same
+    # as when every expression is evaluated
+    import dataclasses
+    import json
+    import random
+    from datetime import UTC, datetime
+
+    from renkei.demo import clinical, generate
+    from renkei.fhir.search import extract
+    from tests.conftest import JPCORE_EXAMPLES
+
+    bodies = [json.loads(p.read_text()) for p in sorted(JPCORE_EXAMPLES.glob("*.json"))]
+    rng = random.Random(1)
+    patient = generate.patient(rng, 1)
+    entries = clinical.patient_entries(
+        rng, "k", patient, clinic="Organization/c", team=[], now=datetime(2026, 4, 1, tzinfo=UTC)
+    )
+    bodies += [patient, *(e["resource"] for e in entries)]
+    bodies = [b for b in bodies if isinstance(b, dict) and b.get("resourceType")]
+    assert len(bodies) > 50
+    skipping = [extract.extract_rows(b["resourceType"], b) for b in bodies]
+    assert any(p.roots is not None for p in extract.plan_for("Observation"))
+    every = {
+        t: tuple(dataclasses.replace(p, roots=None) for p in extract.plan_for(t))
+        for t in {b["resourceType"] for b in bodies}
+    }
+    monkeypatch.setattr(extract, "plan_for", lambda t: every[t])
+    assert [extract.extract_rows(b["resourceType"], b) for b in bodies] == skipping
