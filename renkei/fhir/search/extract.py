@@ -84,6 +84,9 @@ class _Plan:
     #: JSON keys of the resource the expression starts from; none present, nothing to find
     #: (None: the expression starts elsewhere and is always evaluated)
     roots: frozenset[str] | None = None
+    #: the expression's union parts, each evaluated once per resource even when several
+    #: parameters name it (Observation.code for code and combo-code), with its own roots
+    parts: tuple[tuple[str, Evaluator, frozenset[str] | None], ...] = ()
 
 
 #: FHIRPath that gives a value (false, true, a count) when the element is absent
@@ -117,6 +120,21 @@ def _root_keys(res_type: str, expression: str) -> frozenset[str] | None:
     return frozenset(keys)
 
 
+def _parts(
+    res_type: str, expression: str
+) -> tuple[tuple[str, Evaluator, frozenset[str] | None], ...]:
+    """The union parts of ``expression``, compiled; () when one fails to compile alone
+    (the whole expression is then evaluated as it is)."""
+    out = []
+    for part in split_union(expression):
+        part = part.strip()
+        try:
+            out.append((part, compile_path(part), _root_keys(res_type, part)))
+        except Exception:
+            return ()
+    return tuple(out)
+
+
 def _is_instant(expression: str) -> bool:
     instants = instant_elements()
     return all(part in instants for part in split_union(expression))
@@ -136,7 +154,8 @@ def plan_for(res_type: str) -> tuple[_Plan, ...]:
             continue
         instant = d.type == "date" and _is_instant(d.expression)
         roots = _root_keys(res_type, d.expression)
-        out.append(_Plan(code, d.type, d.expression, evaluator, instant, roots))
+        parts = _parts(res_type, d.expression)
+        out.append(_Plan(code, d.type, d.expression, evaluator, instant, roots, parts))
     return tuple(out)
 
 
@@ -162,20 +181,13 @@ def extract_rows(
     for plan in plan_for(res_type):
         if plan.roots is not None and plan.roots.isdisjoint(content):
             continue
-        items = cache.get(plan.expression)
-        if items is None:
-            try:
-                items = plan.evaluate(content)
-            except Exception:
-                log.warning(
-                    "indexing %s: %s (%s) failed; skipped",
-                    res_type,
-                    plan.code,
-                    plan.expression,
-                    exc_info=True,
-                )
-                items = []
-            cache[plan.expression] = items
+        if plan.parts:
+            items = []
+            for expression, evaluate, roots in plan.parts:
+                if roots is None or not roots.isdisjoint(content):
+                    items += _evaluated(cache, res_type, plan.code, expression, evaluate, content)
+        else:
+            items = _evaluated(cache, res_type, plan.code, plan.expression, plan.evaluate, content)
         if not items:
             continue
         emit = _EMITTERS[plan.type]
@@ -200,6 +212,27 @@ def extract_rows(
                     exc_info=True,
                 )
     return out
+
+
+def _evaluated(
+    cache: dict[str, list[Item]],
+    res_type: str,
+    code: str,
+    expression: str,
+    evaluate: Evaluator,
+    content: dict[str, Any],
+) -> list[Item]:
+    items = cache.get(expression)
+    if items is None:
+        try:
+            items = evaluate(content)
+        except Exception:
+            log.warning(
+                "indexing %s: %s (%s) failed; skipped", res_type, code, expression, exc_info=True
+            )
+            items = []
+        cache[expression] = items
+    return items
 
 
 # --- helpers ----------------------------------------------------------------------------
