@@ -277,7 +277,7 @@ class SqlSearchEngine:
         if pinned is not None:
             ctx.extra[WITHIN_PATIENT] = pinned
         try:
-            visible = builder.visible(types)
+            visible = builder.visible(types, driven=builder.drives_by_pk(req.filters))
         finally:
             ctx.extra.pop(WITHIN_PATIENT, None)
         filter_conds = builder.where(req.res_type or "Resource", req.filters)

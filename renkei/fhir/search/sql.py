@@ -79,6 +79,18 @@ class SqlBuilder:
             for i, f in enumerate(filters)
         ]
 
+    def drives_by_pk(self, filters: Sequence[Filter]) -> bool:
+        """Whether :meth:`where`'s driving filter is a ``pk IN (index rows)`` (not ``_id``,
+        ``_has``, ``:missing`` or ``:not``, which need the type's indexes)."""
+        if not filters:
+            return False
+        f = min(filters, key=_drive_rank)
+        if isinstance(f, ChainFilter):
+            return True
+        if isinstance(f, HasFilter) or f.code in ("_id", "_lastUpdated"):
+            return False
+        return f.missing is None and f.modifier != "not" and f.type != "composite"
+
     def _probe(self, f: Filter) -> Cond:
         """The filter as ``EXISTS (... WHERE resource_pk = fhir_resource.pk ...)``."""
         if not isinstance(f, ParamFilter) or f.code in ("_id", "_lastUpdated"):
@@ -94,11 +106,22 @@ class SqlBuilder:
             sa.or_(*(self._value(f, table, v) for v in f.values)),
         )
         if f.res_type != "Resource":
-            stmt = stmt.where(table.c.res_type == f.res_type)
+            # ``res_type || ''``: the same test, but no index can serve it, so SQLite probes
+            # by (resource_pk, param, ...) instead of reading every row of the value
+            # through (res_type, param, code): with no statistics both looked equally good,
+            # and $summary's category=vital-signs probe read every vital sign in the
+            # database for each of a patient's observations (24 ms -> 3 s).
+            stmt = stmt.where(table.c.res_type.op("||")(sa.literal_column("''")) == f.res_type)
         return sa.exists(stmt.correlate(resource))
 
-    def visible(self, types: Sequence[str] | None) -> list[Cond]:
-        """Type, not-deleted and policy conditions; ``types=None``/empty means any type."""
+    def visible(self, types: Sequence[str] | None, *, driven: bool = False) -> list[Cond]:
+        """Type, not-deleted and policy conditions; ``types=None``/empty means any type.
+
+        ``driven``: a filter finds the rows by ``pk`` (:meth:`drives_by_pk`). On SQLite the
+        type test is then written so that no index serves it: with no statistics SQLite
+        takes an indexed equality for ~10 rows and read every Observation through
+        ``(res_type, last_updated)`` to keep one patient's (49 ms instead of ~1 ms).
+        """
         conds: list[Cond] = [resource.c.deleted.is_(False)]
         if types:
             free: list[str] = []
@@ -110,7 +133,10 @@ class SqlBuilder:
                 else:
                     guarded.append(sa.and_(resource.c.res_type == t, extra))
             if len(types) == 1 and not guarded:
-                conds.append(resource.c.res_type == types[0])
+                column: Any = resource.c.res_type
+                if driven and self.sqlite:
+                    column = column.op("||")(sa.literal_column("''"))
+                conds.append(column == types[0])
             else:
                 parts = guarded + ([resource.c.res_type.in_(free)] if free else [])
                 conds.append(sa.or_(*parts))
