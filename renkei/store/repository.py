@@ -139,6 +139,29 @@ _NEXT_PKS = sa.text(
 _RESERVED = "store.reserved_pks"
 
 
+def _version_row(
+    pk: int,
+    res_type: str,
+    res_id: str,
+    version: int,
+    now: datetime,
+    deleted: bool,
+    method: str,
+    body: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A ``fhir_resource_version`` row, inserted at once or deferred."""
+    return {
+        "resource_pk": pk,
+        "version_id": version,
+        "res_type": res_type,
+        "res_id": res_id,
+        "last_updated": now,
+        "deleted": deleted,
+        "method": method,
+        "content": body,
+    }
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -246,23 +269,8 @@ class SqlRepository:
                 [{**row, "version_id": 1, "deleted": False, "content": body}],
                 visible=True,
             )
-            pending.defer(
-                self.session,
-                resource_version,
-                [
-                    {
-                        "resource_pk": pk,
-                        "version_id": 1,
-                        "res_type": res_type,
-                        "res_id": res_id,
-                        "last_updated": now,
-                        "deleted": False,
-                        "method": "POST",
-                        "content": body,
-                    }
-                ],
-                visible=True,
-            )
+            version = _version_row(pk, res_type, res_id, 1, now, False, "POST", body)
+            pending.defer(self.session, resource_version, [version], visible=True)
         else:
             # No savepoint: a duplicate id fails the unit of work anyway, and batch entries
             # have a savepoint of their own. Saves two round trips per create.
@@ -382,16 +390,7 @@ class SqlRepository:
     ) -> None:
         self.session.execute(
             _INSERT_VERSION,
-            {
-                "resource_pk": pk,
-                "version_id": version,
-                "res_type": res_type,
-                "res_id": res_id,
-                "last_updated": now,
-                "deleted": deleted,
-                "method": method,
-                "content": body,
-            },
+            _version_row(pk, res_type, res_id, version, now, deleted, method, body),
         )
 
     # -- history -------------------------------------------------------------------------
