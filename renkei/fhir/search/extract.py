@@ -81,11 +81,9 @@ class _Plan:
     evaluate: Evaluator
     #: a date parameter on instant elements only: indexed as the exact point, low = high
     instant: bool = False
-    #: JSON keys of the resource the expression starts from; none present, nothing to find
-    #: (None: the expression starts elsewhere and is always evaluated)
-    roots: frozenset[str] | None = None
     #: the expression's union parts, each evaluated once per resource even when several
-    #: parameters name it (Observation.code for code and combo-code), with its own roots
+    #: parameters name it (Observation.code for code and combo-code), with its roots: the
+    #: top-level keys it starts from (none present, nothing to find; None: always evaluated)
     parts: tuple[tuple[str, Evaluator, frozenset[str] | None], ...] = ()
 
 
@@ -123,15 +121,15 @@ def _root_keys(res_type: str, expression: str) -> frozenset[str] | None:
 def _parts(
     res_type: str, expression: str
 ) -> tuple[tuple[str, Evaluator, frozenset[str] | None], ...]:
-    """The union parts of ``expression``, compiled; () when one fails to compile alone
-    (the whole expression is then evaluated as it is)."""
+    """The union parts of ``expression``, compiled; the whole expression as its one part
+    when a part does not compile alone."""
     out = []
     for part in split_union(expression):
         part = part.strip()
         try:
             out.append((part, compile_path(part), _root_keys(res_type, part)))
         except Exception:
-            return ()
+            return ((expression, compile_path(expression), _root_keys(res_type, expression)),)
     return tuple(out)
 
 
@@ -153,9 +151,8 @@ def plan_for(res_type: str) -> tuple[_Plan, ...]:
             log.warning("search parameter %s.%s: cannot compile %r", res_type, code, d.expression)
             continue
         instant = d.type == "date" and _is_instant(d.expression)
-        roots = _root_keys(res_type, d.expression)
         parts = _parts(res_type, d.expression)
-        out.append(_Plan(code, d.type, d.expression, evaluator, instant, roots, parts))
+        out.append(_Plan(code, d.type, d.expression, evaluator, instant, parts))
     return tuple(out)
 
 
@@ -179,15 +176,10 @@ def extract_rows(
     seen: set[tuple[Any, ...]] = set()
     cache: dict[str, list[Item]] = {}
     for plan in plan_for(res_type):
-        if plan.roots is not None and plan.roots.isdisjoint(content):
-            continue
-        if plan.parts:
-            items = []
-            for expression, evaluate, roots in plan.parts:
-                if roots is None or not roots.isdisjoint(content):
-                    items += _evaluated(cache, res_type, plan.code, expression, evaluate, content)
-        else:
-            items = _evaluated(cache, res_type, plan.code, plan.expression, plan.evaluate, content)
+        items: list[Item] = []
+        for expression, evaluate, roots in plan.parts:
+            if roots is None or not roots.isdisjoint(content):
+                items += _evaluated(cache, res_type, plan.code, expression, evaluate, content)
         if not items:
             continue
         emit = _EMITTERS[plan.type]

@@ -552,8 +552,8 @@ def test_extract_rows_never_raises(res_type: str, fields: dict[str, Any]) -> Non
 
 
 def test_skipping_absent_elements_finds_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    # plan.roots lets extraction skip parameters whose elements the resource lacks, and
-    # plan.parts evaluates a union part once for every parameter naming it; over every JP
+    # plan.parts lets extraction skip expressions whose elements the resource lacks and
+    # evaluate a union part once for every parameter naming it; over every JP
     # Core example (and the demo's clinical resources) the rows must be the same as when
     # every whole expression is evaluated
     import dataclasses
@@ -575,9 +575,12 @@ def test_skipping_absent_elements_finds_the_same_rows(monkeypatch: pytest.Monkey
     bodies = [b for b in bodies if isinstance(b, dict) and b.get("resourceType")]
     assert len(bodies) > 50
     skipping = [extract.extract_rows(b["resourceType"], b) for b in bodies]
-    assert any(p.roots is not None for p in extract.plan_for("Observation"))
+    assert any(roots is not None for p in extract.plan_for("Observation") for *_, roots in p.parts)
     every = {
-        t: tuple(dataclasses.replace(p, roots=None, parts=()) for p in extract.plan_for(t))
+        t: tuple(
+            dataclasses.replace(p, parts=((p.expression, p.evaluate, None),))
+            for p in extract.plan_for(t)
+        )
         for t in {b["resourceType"] for b in bodies}
     }
     monkeypatch.setattr(extract, "plan_for", lambda t: every[t])
