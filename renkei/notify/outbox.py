@@ -299,8 +299,8 @@ def sequence_pending(
         for offset, row in enumerate(rows, start=1)
     ]
     if session.get_bind().dialect.name == "postgresql":
-        # one statement for the whole batch: an executemany of 100 UPDATEs cost the
-        # request thread ~3 ms of the GIL per transaction Bundle
+        # one statement for the whole batch instead of an executemany of one UPDATE per
+        # row (sequencing a Bundle's 100 events: 9 -> 6 ms, in the API process)
         session.execute(_SEQUENCE_ROWS, {"ids": [row.id for row in rows], "top": top, "now": now})
     else:
         session.execute(
