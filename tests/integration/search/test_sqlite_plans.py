@@ -6,8 +6,6 @@ $summary took 3 s instead of 24 ms once the database held other patients' vital 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 
 from renkei.auth.principal import OPERATOR
@@ -17,17 +15,14 @@ from renkei.fhir.policy import AllowAll
 from renkei.fhir.search.engine import SearchSettings, SqlSearchEngine
 from renkei.fhir.search.indexer import SearchIndexWriter
 from renkei.store.db import Database
-from renkei.store.migrate import upgrade
 from renkei.store.repository import SqlRepository
 from tests.integration.search.conftest import observation, patient
 
 VITALS = "http://terminology.hl7.org/CodeSystem/observation-category"
 
 
-def test_a_pinned_patient_search_is_driven_by_the_patient(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/plans.db"
-    upgrade(url)
-    db = Database(url)
+def test_a_pinned_patient_search_is_driven_by_the_patient(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
     clock = ManualClock()
     try:
         with db.session(write=True) as session:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +11,6 @@ from renkei.fhir.search.indexer import SearchIndexWriter
 from renkei.store import pending
 from renkei.store.db import Database
 from renkei.store.indexing import IndexWriter
-from renkei.store.migrate import upgrade
 from renkei.store.models import idx_token, resource
 
 
@@ -31,10 +29,8 @@ def _patient(version: str, gender: str) -> dict[str, Any]:
     }
 
 
-def test_reindex_replaces_rows_of_later_versions(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'x.db'}"
-    upgrade(url)
-    db = Database(url)
+def test_reindex_replaces_rows_of_later_versions(sqlite_url: str) -> None:
+    db = Database(sqlite_url)
     writer = SearchIndexWriter()
     try:
         with db.session(write=True) as session:
