@@ -263,11 +263,35 @@ def make_write_listener(
 
 
 #: PostgreSQL: positions top+1, top+2... to the rows of ``ids``, in the order given
-_SEQUENCE_ROWS = sa.text(
-    "UPDATE notify_outbox SET seq = CAST(:top AS bigint) + v.n, sequenced_at = :now "
-    "FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS v(id, n) "
-    "WHERE notify_outbox.id = v.id"
-).bindparams(sa.bindparam("now", type_=UtcDateTime()))
+#: PostgreSQL: the batch's positions in one statement, taken under the advisory lock (a
+#: statement after the lock sees every row committed before it). The sequencer's three
+#: statements (read, head, number) were most of its time per round.
+_SEQUENCE_BATCH_PG = (
+    sa.text(
+        "WITH head AS (SELECT coalesce(max(seq), 0) AS top FROM notify_outbox), "
+        "todo AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM notify_outbox "
+        "WHERE seq IS NULL ORDER BY id LIMIT :limit) "
+        "UPDATE notify_outbox SET seq = head.top + todo.n, sequenced_at = :now "
+        "FROM todo, head WHERE notify_outbox.id = todo.id "
+        "RETURNING notify_outbox.seq, notify_outbox.kind, notify_outbox.action, "
+        "notify_outbox.res_type, notify_outbox.res_id, notify_outbox.version_id, "
+        "notify_outbox.patient, notify_outbox.audience, notify_outbox.data, "
+        "notify_outbox.occurred_at"
+    )
+    .bindparams(sa.bindparam("now", type_=UtcDateTime()))
+    .columns(
+        outbox.c.seq,
+        outbox.c.kind,
+        outbox.c.action,
+        outbox.c.res_type,
+        outbox.c.res_id,
+        outbox.c.version_id,
+        outbox.c.patient,
+        outbox.c.audience,
+        outbox.c.data,
+        outbox.c.occurred_at,
+    )
+)
 
 
 def sequence_pending(
@@ -287,6 +311,20 @@ def sequence_pending(
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SEQUENCER_LOCK})
+        rows = session.execute(_SEQUENCE_BATCH_PG, {"limit": limit, "now": clock.now()}).all()
+        out = sorted(
+            (SequencedEvent(int(r.seq), _event_of(r), r.occurred_at) for r in rows),
+            key=lambda e: e.seq,
+        )
+    else:
+        out = _sequence_sqlite(session, clock, limit)
+    if out and on_sequenced is not None:
+        on_sequenced(session, out)
+    return out
+
+
+def _sequence_sqlite(session: Session, clock: Clock, limit: int) -> list[SequencedEvent]:
+    """SQLite: one writer at a time already (``BEGIN IMMEDIATE``), so read, then number."""
     rows = session.execute(
         sa.select(outbox).where(outbox.c.seq.is_(None)).order_by(outbox.c.id).limit(limit)
     ).all()
@@ -298,19 +336,12 @@ def sequence_pending(
         SequencedEvent(int(top) + offset, _event_of(row), row.occurred_at)
         for offset, row in enumerate(rows, start=1)
     ]
-    if session.get_bind().dialect.name == "postgresql":
-        # one statement for the whole batch instead of an executemany of one UPDATE per
-        # row (sequencing a Bundle's 100 events: 9 -> 6 ms, in the API process)
-        session.execute(_SEQUENCE_ROWS, {"ids": [row.id for row in rows], "top": top, "now": now})
-    else:
-        session.execute(
-            outbox.update()
-            .where(outbox.c.id == sa.bindparam("row_id"))
-            .values(seq=sa.bindparam("new_seq"), sequenced_at=now),
-            [{"row_id": row.id, "new_seq": e.seq} for row, e in zip(rows, out, strict=True)],
-        )
-    if on_sequenced is not None:
-        on_sequenced(session, out)
+    session.execute(
+        outbox.update()
+        .where(outbox.c.id == sa.bindparam("row_id"))
+        .values(seq=sa.bindparam("new_seq"), sequenced_at=now),
+        [{"row_id": row.id, "new_seq": e.seq} for row, e in zip(rows, out, strict=True)],
+    )
     return out
 
 

@@ -240,9 +240,10 @@ def match_events(
     events: Sequence[SequencedEvent],
 ) -> int:
     """Give each event that a live subscription covers, and may see, its next eventNumber."""
-    subs = session.execute(
-        sa.select(subscription).where(subscription.c.status.in_(("requested", "active")))
-    ).all()
+    # two comparisons, not IN: an IN list is re-rendered on every execution, and this
+    # runs on every sequencer round
+    live = sa.or_(subscription.c.status == "requested", subscription.c.status == "active")
+    subs = session.execute(sa.select(subscription).where(live)).all()
     if not subs or not events:
         return 0
     counters: dict[str, int] = {}
