@@ -72,6 +72,7 @@ def request_context(request: Request, principal: Principal | None) -> RequestCon
         request_id=getattr(request.state, "request_id", None) or uuid.uuid4().hex,
         remote_addr=request.client.host if request.client else None,
         base_url=base_url(request),
+        caller_check=getattr(request.state, "caller_check", None),
     )
 
 

@@ -151,7 +151,12 @@ async def principal_of(request: Request) -> Any:
     authenticate = request.app.state.services.authenticate
     if authenticate is None:
         return None
-    principal = await authenticate(request)
+    deferred = getattr(authenticate, "deferred", None)
+    if deferred is None:
+        principal = await authenticate(request)
+    else:
+        # the token's database check runs first in _run's own transaction
+        principal, request.state.caller_check = deferred(request)
     reason = unquote(request.headers.get(BREAK_GLASS_HEADER) or "").strip()
     if principal is not None and reason:
         principal = dataclasses.replace(principal, purpose_of_use=reason[:_MAX_REASON])
@@ -233,6 +238,11 @@ def _run(services: Any, freq: FhirRequest) -> FhirResponse:
     carried = audit.carry() if audit is not None and write else []
     try:
         with services.db.session(write=write) as session:
+            if freq.context.caller_check is not None:
+                try:
+                    freq.context.caller_check(session)
+                except FhirError as exc:
+                    raise _Rollback(error_response(exc)) from exc
             resp: FhirResponse = services.engine.handle(session, freq)
             if resp.status >= 400:
                 raise _Rollback(resp)

@@ -809,6 +809,17 @@ def bearer_principal(
     Checked on every request: signature (our keys, ES256 only), expiry, audience, issuer,
     the revocation list, and that the user or client is still active.
     """
+    principal = verify_bearer(auth, token, fhir_base=fhir_base)
+    check_caller(session, principal)
+    return principal
+
+
+def verify_bearer(auth: AuthServer, token: str, *, fhir_base: str) -> Principal:
+    """The token's own checks (signature, expiry, audience, issuer), without the database.
+
+    The caller is not trusted until :func:`check_caller` has passed too; the FHIR API runs
+    that in the request's own transaction instead of a session of its own.
+    """
     audience = auth.fhir_base(fhir_base)
     claims = verify_access_token(
         auth.signing,
@@ -818,24 +829,8 @@ def bearer_principal(
         issuer=auth.issuer_for(audience),
     )
     kind = claims.get("kind")
-    if kind == "user":
-        active_col, key = auth_user.c.active, auth_user.c.id
-    elif kind == "client":
-        active_col, key = auth_client.c.active, auth_client.c.client_id
-    else:
+    if kind not in ("user", "client"):
         raise InvalidToken("token names no known kind of caller")
-    # one round trip on every request: revocation list and account state together
-    row = session.execute(
-        sa.select(
-            sa.exists().where(auth_revoked_jti.c.jti == claims["jti"]).label("revoked"),
-            sa.select(active_col).where(key == claims["sub"]).scalar_subquery().label("active"),
-        )
-    ).one()
-    if row.revoked:
-        raise InvalidToken("token has been revoked")
-    active = row.active
-    if not active:
-        raise InvalidToken("the account or client behind this token is not active")
     patient = claims.get("patient")
     if patient is not None and not isinstance(patient, str):
         raise InvalidToken("the token's patient claim is malformed")
@@ -853,6 +848,25 @@ def bearer_principal(
     )
 
 
+def check_caller(session: Session, principal: Principal) -> None:
+    """InvalidToken if the token was revoked or its user or client is no longer active."""
+    if principal.kind == "user":
+        active_col, key = auth_user.c.active, auth_user.c.id
+    else:
+        active_col, key = auth_client.c.active, auth_client.c.client_id
+    # one round trip: revocation list and account state together
+    row = session.execute(
+        sa.select(
+            sa.exists().where(auth_revoked_jti.c.jti == principal.token_id).label("revoked"),
+            sa.select(active_col).where(key == principal.subject).scalar_subquery().label("active"),
+        )
+    ).one()
+    if row.revoked:
+        raise InvalidToken("token has been revoked")
+    if not row.active:
+        raise InvalidToken("the account or client behind this token is not active")
+
+
 __all__ = [
     "ASSERTION_ALGORITHMS",
     "ASSERTION_TYPE",
@@ -864,6 +878,7 @@ __all__ = [
     "authenticate_client",
     "bearer_principal",
     "check_authorization_request",
+    "check_caller",
     "introspect",
     "is_revoked",
     "issue_code",
@@ -871,4 +886,5 @@ __all__ = [
     "purge_expired",
     "revoke",
     "token_response",
+    "verify_bearer",
 ]

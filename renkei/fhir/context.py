@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,9 @@ class RequestContext:
     #: set while a Bundle is being processed, so policies can tell entries apart
     in_bundle: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the database half of the caller's authentication (revocation, account state), when
+    #: the unit of work must run it first instead of the authenticator (``api/fhir._run``)
+    caller_check: Callable[[Any], None] | None = None
 
 
 @dataclass

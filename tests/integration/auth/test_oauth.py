@@ -468,6 +468,26 @@ def test_introspect_and_revoke_access_token(services: Services, anon_client: Tes
     assert "revoked" in denied.json()["issue"][0]["diagnostics"]
 
 
+def test_revoked_token_writes_nothing(services: Services, anon_client: TestClient) -> None:
+    """The FHIR API checks revocation inside the request's own transaction: a write with
+    a revoked token is refused before anything is written, and says why."""
+    client_id, secret = authkit.register_client(services, "system/*.cruds")
+    assert secret is not None
+    token = _cc_token(anon_client, client_id, secret)
+    patient = {"resourceType": "Patient", "name": [{"family": "失効"}]}
+    made = anon_client.post("/fhir/Patient", json=patient, headers=_bearer(token))
+    assert made.status_code == 201, made.text
+    revoked = anon_client.post("/auth/revoke", data={"token": token}, auth=(client_id, secret))
+    assert revoked.status_code == 200
+    denied = anon_client.post("/fhir/Patient", json=patient, headers=_bearer(token))
+    assert denied.status_code == 401
+    assert 'error="invalid_token"' in denied.headers["www-authenticate"]
+    assert "revoked" in denied.json()["issue"][0]["diagnostics"]
+    fresh = _cc_token(anon_client, client_id, secret)
+    listed = anon_client.get("/fhir/Patient?family=失効&_total=accurate", headers=_bearer(fresh))
+    assert listed.json()["total"] == 1
+
+
 def test_introspect_another_clients_token_is_inactive(
     services: Services, anon_client: TestClient
 ) -> None:
