@@ -280,3 +280,37 @@ def test_ws_stops_at_once_when_organisation_leaves_care_team(policy_client: Test
         marker = post(client, observation(other_ref, 3))
         (nxt,) = events(ws, 1)
     assert nxt["event"]["resource"] == f"Observation/{marker['id']}"
+
+
+def test_a_busy_spell_shares_one_sequencer_round(settings: Settings, clock: ManualClock) -> None:
+    """The first commit after a quiet spell is sequenced at once; the commits that follow
+    within ``gather_seconds`` wait for one shared round instead of a round each."""
+    config = NotifyConfig(run_resthook=False, poll_seconds=30, gather_seconds=1.0)
+    services = build_services(settings, policy=AllowAll(), clock=clock, notify_config=config)
+    notify = services.notify
+    assert notify is not None
+    rounds: list[int] = []
+    sequence_once = notify.sequence_once
+
+    def counted(*, probe: bool = True) -> Any:
+        out = sequence_once(probe=probe)
+        if out:
+            rounds.append(len(out))
+        return out
+
+    notify.sequence_once = counted  # type: ignore[method-assign]
+    token = authkit.client_token(services, "system/*.cruds")
+    with TestClient(
+        create_app(settings, services=services), headers={"Authorization": f"Bearer {token}"}
+    ) as client:
+        time.sleep(config.gather_seconds)  # the start-up round is past: a quiet spell
+        pat = post(client, patient_body())
+        deadline = time.monotonic() + config.gather_seconds / 2
+        while not rounds and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert rounds == [1], "the first event after a quiet spell waits for nobody"
+        for n in range(5):
+            post(client, observation(f"Patient/{pat['id']}", 36.0 + n))
+        settle(client)
+    services.db.dispose()
+    assert rounds == [1, 5]
