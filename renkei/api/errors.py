@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from renkei.api.auth import auth_error_response
 from renkei.auth.errors import AuthError
@@ -101,6 +102,12 @@ async def _fhir_error(_request: Request, exc: Exception) -> Response:
     )
 
 
+async def _client_gone(request: Request, _exc: Exception) -> Response:
+    # the client hung up before its request was read: nothing was applied, nobody to answer
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    return _outcome(Issue("error", "incomplete", "the request body did not arrive"), 400)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     issue = Issue("fatal", "exception", "internal error; the request was not applied")
@@ -118,6 +125,7 @@ def install_error_handlers(app: FastAPI) -> None:
         AuthError: auth_error_response,
         StoreError: _store_error,
         FhirError: _fhir_error,
+        ClientDisconnect: _client_gone,
         Exception: _unexpected,
     }
     for cls, handler in handlers.items():

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from renkei.logs import JsonFormatter
@@ -51,3 +54,36 @@ def test_logs_carry_no_patient_data(client: TestClient, caplog: pytest.LogCaptur
         formatter.format(next(r for r in caplog.records if r.name == "renkei.access"))
     )
     assert {"request_id", "method", "route", "status", "duration_ms"} <= line.keys()
+
+
+def test_client_hanging_up_mid_body_is_not_a_server_error(
+    app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that disconnects before its body arrives (a keep-alive race, a killed app)
+    is logged as such, not as an unhandled error with a traceback, and nothing is written."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/fhir/metadata",
+        "raw_path": b"/fhir/metadata",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/fhir+json"), (b"content-length", b"99")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+        "scheme": "http",
+    }
+    with caplog.at_level(logging.INFO):
+        asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert "client disconnected during POST /fhir/metadata" in caplog.text
+    assert "unhandled error" not in caplog.text
