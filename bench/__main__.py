@@ -137,9 +137,21 @@ def _machine(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_before": [round(x, 2) for x in load],
         "busy_processes": _busy_processes(),
+        "python_speed_ms": _python_speed_ms(),
         "scale": args.scale,
         "workers": args.workers,
     }
+
+
+def _python_speed_ms() -> float:
+    """Milliseconds for ``sum(range(10**6))``, best of 5 (what ``python -m timeit`` says).
+
+    The machines these figures come from differ by 2x between sessions; this one number,
+    printed with them, tells a slower machine from a slower renkei.
+    """
+    import timeit
+
+    return round(min(timeit.repeat("sum(range(10**6))", number=20, repeat=5)) / 20 * 1000, 1)
 
 
 def _busy_processes() -> int:
@@ -171,6 +183,7 @@ def _describe(context: dict[str, Any]) -> str:
     return (
         f"renkei bench: {context['cpus']} CPUs, load {context['load_before']}, "
         f"{context['busy_processes']} other busy processes (>=20% CPU), "
+        f"python speed {context['python_speed_ms']} ms (sum(range(10**6))), "
         f"scale {context['scale']}, {context['workers']} uvicorn worker(s)"
     )
 

@@ -38,9 +38,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.context import process_cpu_seconds  # noqa: E402
 from renkei.fhir.capability import RENKEI_CODESYSTEM  # noqa: E402
 
 TARGET_P99_MS = 200.0
+_WARM_UP = 5
 CONCURRENCY = 100
 WS_TOKEN = "bench-" + uuid.uuid4().hex
 
@@ -198,7 +200,7 @@ def make_app() -> Any:
 
 
 @contextmanager
-def _server(database_url: str, roster: str, duty: str, clinic: str) -> Iterator[str]:
+def _server(database_url: str, roster: str, duty: str, clinic: str) -> Iterator[tuple[str, int]]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -217,7 +219,8 @@ def _server(database_url: str, roster: str, duty: str, clinic: str) -> Iterator[
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.calls:make_app", "--factory", "--host",
-         "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+         "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+         "--timeout-keep-alive", "75"],  # idle between bursts: no close/reuse race
         env=env, stdout=log, stderr=log, cwd=ROOT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -231,7 +234,7 @@ def _server(database_url: str, roster: str, duty: str, clinic: str) -> Iterator[
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         try:
@@ -302,7 +305,7 @@ async def _measure(base: str, net: dict[str, Any], sequential: int, bursts: int)
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     try:
         async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
-            for n in range(5):  # warm-up
+            for n in range(_WARM_UP):
                 await _create(client, pages, net, 1_000_000 + n)
             seq = [await _create(client, pages, net, n) for n in range(sequential)]
             burst: list[tuple[float, float]] = []
@@ -350,8 +353,11 @@ def measure(database_url: str, scale: float = 1.0) -> dict[str, Any]:
     roster = _roster_file(net)
     sequential, bursts = max(10, int(50 * scale)), max(1, int(3 * scale))
     try:
-        with _server(database_url, roster, net["duty"], net["clinic"]) as base:
+        with _server(database_url, roster, net["duty"], net["clinic"]) as (base, pid):
+            cpu = process_cpu_seconds(pid)
             result = asyncio.run(_measure(base, net, sequential, bursts))
+            calls = _WARM_UP + sequential + bursts * CONCURRENCY
+            result["server_cpu_ms"] = (process_cpu_seconds(pid) - cpu) * 1000 / calls
     finally:
         os.unlink(roster)
     result["verified"] = _verify(database_url, net, sequential + bursts * CONCURRENCY)
@@ -371,6 +377,7 @@ def run(report: Any, ctx: Any) -> None:
         backend_only="postgresql",
     )
     report.metric(f"calls/s at {CONCURRENCY} concurrent", result["throughput"], "calls/s")
+    report.metric("server CPU per call", result["server_cpu_ms"], "ms")
 
 
 def _pct(samples: list[float], pct: float) -> float:
@@ -428,6 +435,7 @@ def main() -> int:
                     f"p99 {_pct(samples, 99):7.1f} ms  (n={len(samples)})"
                 )
             print(f"[{backend}] {r['throughput']:.1f} calls/s at {CONCURRENCY} concurrent")
+            print(f"[{backend}] server CPU per call {r['server_cpu_ms']:.1f} ms")
             if backend == "postgresql":
                 ok = _pct(r["burst_ws"], 99) <= TARGET_P99_MS
                 verdict = "met" if ok else "MISSED"

@@ -96,6 +96,10 @@ class BenchContext:
             self._token = str(resp.json()["access_token"])
         return self._token
 
+    def server_cpu_seconds(self) -> float:
+        """CPU seconds the uvicorn server has used (see :func:`process_cpu_seconds`)."""
+        return 0.0 if self._server is None else process_cpu_seconds(self._server.pid)
+
     def services(self) -> Any:
         """In-process services over the same database, for engine-level measurements."""
         if self._services is None:
@@ -120,6 +124,9 @@ class BenchContext:
             sys.executable, "-m", "uvicorn", "renkei.app:create_app", "--factory",
             "--host", "127.0.0.1", "--port", str(port), "--workers", str(self.workers),
             "--log-level", "warning", "--no-access-log",
+            # idle connections wait between phases; uvicorn's default 5 s closes them
+            # while a client may be reusing one (httpx.ReadError)
+            "--timeout-keep-alive", "75",
         ]  # fmt: skip
         self._server = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=self._log)
         base = f"http://127.0.0.1:{port}"
@@ -148,6 +155,24 @@ class BenchContext:
             self._services = None
         if self._log is not None:
             self._log.close()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` and its children (uvicorn's workers).
+
+    Read from Linux ``/proc``; 0.0 where there is none. Per request, it is the server's
+    own cost, apart from the client's and the database's share of the same 2 cores.
+    """
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            with open(f"/proc/{entry.name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            if int(entry.name) == pid or int(fields[1]) == pid:
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.0
 
 
 def _free_port() -> int:
@@ -207,4 +232,10 @@ def _plain(url: str) -> str:
     return url
 
 
-__all__ = ["BenchContext", "postgres_admin_url", "postgres_database", "sqlite_database"]
+__all__ = [
+    "BenchContext",
+    "postgres_admin_url",
+    "postgres_database",
+    "process_cpu_seconds",
+    "sqlite_database",
+]

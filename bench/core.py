@@ -51,12 +51,14 @@ def _creates(report: Report, ctx: BenchContext, rng: random.Random) -> list[str]
     with ctx.client() as client:
         for body in bodies[:warm]:  # warm-up: model caches, connection, query plans
             ids.append(_post(client, "Patient", body)[0])
+        cpu = ctx.server_cpu_seconds()
         start = time.perf_counter()
         for body in bodies[warm:]:
             rid, ms = _post(client, "Patient", body)
             ids.append(rid)
             server_ms.append(ms)
         elapsed = time.perf_counter() - start
+        cpu = ctx.server_cpu_seconds() - cpu
     report.metric(
         "creates/s (1 connection)",
         len(server_ms) / elapsed,
@@ -64,6 +66,8 @@ def _creates(report: Report, ctx: BenchContext, rng: random.Random) -> list[str]
         target=Target(CREATES_PER_S, backend=PG),
     )
     report.latency("create server time", server_ms)
+    # all of the server's threads: request, event loop, and the notify sequencer's share
+    report.metric("server CPU per create", cpu * 1000 / len(server_ms), "ms")
     clients = int(ctx.options.get("write_clients", "4"))
     more = [orjson.dumps(_owned(ctx, rng, n)) for n in range(1, ctx.count(400, 8) + 1)]
     rate, _ = _concurrent(ctx, clients, more, lambda c, b: _post(c, "Patient", b)[1])
