@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.orm import Session
 
 from renkei.clock import Clock
@@ -104,6 +105,10 @@ class FhirEngine:
     access_listeners: list[AccessListener] = field(default_factory=list)
     #: resource types served by a handler of their own instead of the resource tables
     type_handlers: dict[str, TypeHandler] = field(default_factory=dict)
+    #: the CapabilityStatement as JSON, per base URL and registrations (see _capability)
+    _capabilities: dict[tuple[str, int, int, int], bytes] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -112,6 +117,23 @@ class FhirEngine:
 
     def register_operation(self, op: OperationDef) -> None:
         self.operations[op.name] = op
+
+    def _capability(self, base_url: str) -> dict[str, Any]:
+        """The CapabilityStatement, built once per base URL: building it walks every type's
+        search parameters (5 ms), and clients ask for it often. Served as a fresh copy."""
+        from renkei.fhir.capability import capability_statement
+
+        key = (
+            base_url,
+            len(self.operations),
+            len(self.capability_amenders),
+            len(self.type_handlers),
+        )
+        cached = self._capabilities.get(key)
+        if cached is None:
+            cached = self._capabilities[key] = orjson.dumps(capability_statement(self, base_url))
+        statement: dict[str, Any] = orjson.loads(cached)
+        return statement
 
     def handle(self, session: Session, req: FhirRequest) -> FhirResponse:
         """Dispatch and map any error to an OperationOutcome response (never raises)."""
@@ -232,9 +254,7 @@ class FhirEngine:
         if n == 1 and head == "metadata":
             if method != "GET":
                 raise MethodNotAllowed("metadata is read with GET")
-            from renkei.fhir.capability import capability_statement
-
-            return FhirResponse(200, capability_statement(self, req.context.base_url))
+            return FhirResponse(200, self._capability(req.context.base_url))
         if n == 1 and head == "_history":
             return self._history(session, req, None, None)
         if head.startswith("$"):

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from renkei.app import Services
 from renkei.clock import ManualClock
 
 FHIR_JSON = "application/fhir+json"
@@ -270,6 +271,38 @@ def test_capability_statement(client: TestClient) -> None:
     assert "MedicinalProduct" not in types
     interactions = {i["code"] for i in cs["rest"][0]["interaction"]}
     assert {"transaction", "batch", "history-system"} <= interactions
+
+
+def test_capability_statement_is_built_once_and_served_as_a_copy(
+    services: Services, client: TestClient
+) -> None:
+    """Each base URL gets its own statement; an operation registered later shows at once;
+    what one request's handler does to its copy never reaches the next request."""
+    from renkei.fhir.context import FhirRequest, RequestContext
+    from renkei.fhir.engine import OperationDef
+
+    def read(base: str) -> dict[str, Any]:
+        with services.db.session() as session:
+            resp = services.engine.handle(
+                session, FhirRequest("GET", "metadata", context=RequestContext(base_url=base))
+            )
+        assert resp.status == 200 and resp.body is not None
+        return resp.body
+
+    first = read("http://a.example/fhir")
+    first["rest"][0]["resource"].clear()
+    again = read("http://a.example/fhir")
+    assert again["rest"][0]["resource"], "a handler's change to its copy leaked into the cache"
+    assert again["implementation"]["url"] == "http://a.example/fhir"
+    assert read("http://b.example/fhir")["implementation"]["url"] == "http://b.example/fhir"
+    assert client.get("/fhir/metadata").json()["implementation"]["url"] == (
+        "http://testserver/fhir"
+    )
+    services.engine.register_operation(
+        OperationDef("late-op", lambda *_: None, frozenset({"system"}))  # type: ignore[arg-type]
+    )
+    names = {o["name"] for o in read("http://a.example/fhir")["rest"][0].get("operation", [])}
+    assert "late-op" in names
 
 
 def test_health_endpoints(client: TestClient) -> None:
