@@ -96,10 +96,31 @@ class CallRuntime:
 def install(runtime: CallRuntime, engine: Any) -> None:
     """Connect the runtime to the FHIR engine: Tasks written by FHIR clients enter routing."""
     runtime.engine = engine
+    engine.create_preparers.append(_task_preparer(runtime))
     engine.write_listeners.append(_task_listener(runtime))
 
 
 # -- intake ---------------------------------------------------------------------------------
+
+
+def _task_preparer(rt: CallRuntime) -> Callable[[Session, RequestContext, dict[str, Any]], Any]:
+    """A new urgent-call Task is taken in and routed before it is stored, so its first
+    version already names the owner: one Task write per call instead of two."""
+
+    def prepare(session: Session, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("resourceType") != "Task" or ctx.extra.get(INTERNAL):
+            return body
+        if not is_urgent_call(body) or body.get("status") not in INTAKE_STATUSES:
+            return body
+        try:
+            routed = intake_task(rt, session, rt.engine.clock, body, _actor_of(ctx.principal))
+        except DuplicateCall as exc:
+            raise Conflict(exc.message) from exc
+        except CallError as exc:
+            raise BadRequest(exc.message, expression=("Task",)) from exc
+        return body if routed is None else _mirror(body, routed, routed.updated_at)
+
+    return prepare
 
 
 def _task_listener(rt: CallRuntime) -> Callable[[Session, RequestContext, StoredResource], None]:
@@ -107,31 +128,23 @@ def _task_listener(rt: CallRuntime) -> Callable[[Session, RequestContext, Stored
         if stored.res_type != "Task" or ctx.extra.get(INTERNAL):
             return
         if stored.version_id == 1 and stored.content is not None:
-            # a brand-new Task cannot have a call yet: skip the lookup
-            if is_urgent_call(stored.content) and stored.content.get("status") in INTAKE_STATUSES:
-                try:
-                    intake_task(
-                        rt, session, rt.engine.clock, stored.content, _actor_of(ctx.principal)
-                    )
-                except DuplicateCall as exc:
-                    raise Conflict(exc.message) from exc
-                except CallError as exc:
-                    raise BadRequest(exc.message, expression=("Task",)) from exc
-            return
+            return  # a brand-new Task was taken in by _task_preparer
         row = _load(session, stored.res_id, lock=True)
         actor = _actor_of(ctx.principal)
         if stored.content is None:  # the Task was deleted: nobody must keep waiting on it
             if row is not None and row.state in esc.OPEN_STATES:
-                _act(
-                    rt, session, rt.engine.clock.now(), row, actor, "cancel", {"reason": "deleted"}
-                )
+                now = rt.engine.clock.now()
+                # no Task version to mirror onto: the deletion is its last one
+                _act(rt, session, now, row, actor, "cancel", {"reason": "deleted"}, mirror=False)
             return
         if not is_urgent_call(stored.content):
             return
         try:
             if row is None:
                 if stored.content.get("status") in INTAKE_STATUSES:
-                    intake_task(rt, session, rt.engine.clock, stored.content, actor)
+                    routed = intake_task(rt, session, rt.engine.clock, stored.content, actor)
+                    if routed is not None:
+                        _update_task(rt, session, routed.updated_at, routed)
             elif stored.content.get("status") == "cancelled" and row.state in esc.OPEN_STATES:
                 _act(rt, session, rt.engine.clock.now(), row, actor, "cancel", {})
         except DuplicateCall as exc:
@@ -144,8 +157,12 @@ def _task_listener(rt: CallRuntime) -> Callable[[Session, RequestContext, Stored
 
 def intake_task(
     rt: CallRuntime, session: Session, clock: Clock, task: dict[str, Any], actor: str
-) -> None:
-    """Create the call row for a stored urgent-call Task and route it in this transaction."""
+) -> Any:
+    """Create the call row for an urgent-call Task and route it in this transaction.
+
+    Returns the routed call row for the caller to mirror onto the Task, or None when the
+    Task was not taken in again (it had a call before it was deleted) or routing failed
+    (the worker retries it and then writes the Task's next version)."""
     intake = read_intake(task)
     if _content(rt, session, intake.patient) is None:
         raise InvalidCall(f"{intake.patient} is not known")
@@ -176,6 +193,8 @@ def intake_task(
         with session.begin_nested():
             session.execute(call.insert().values(**values))
     except IntegrityError as exc:
+        if _load(session, task["id"]) is not None:
+            return None  # a deleted Task written again: its call stays as it ended
         raise DuplicateCall(
             f"an urgent call with identifier {intake.idempotency_key} already exists"
         ) from exc
@@ -188,16 +207,21 @@ def intake_task(
     row: Any = _Row({c.name: None for c in call.columns} | values)
     try:
         with session.begin_nested():
-            route_call(rt, session, now, row, actor)
+            return route_call(rt, session, now, row, actor, mirror=False)
     except Exception:
         # Routing is retried by the worker (the call stays "new", due now); the call itself
         # is never refused because the roster could not be read.
         log.exception("routing call %s failed; the worker will retry", task["id"])
         STEP_ERRORS.inc()
+        return None
 
 
-def route_call(rt: CallRuntime, session: Session, now: datetime, row: Any, actor: str) -> None:
-    """Route a new or queued call: snapshot the chain and page its first step."""
+def route_call(
+    rt: CallRuntime, session: Session, now: datetime, row: Any, actor: str, *, mirror: bool = True
+) -> Any:
+    """Route a new or queued call: snapshot the chain and page its first step.
+
+    Returns the routed row; ``mirror=False`` leaves writing the Task to the caller."""
     care = rt.ports.directory.primary_care(session, row.patient)
     plan = plan_route(session, rt.ports.duty, care, row.priority, now)
     state = _state(row)
@@ -219,7 +243,7 @@ def route_call(rt: CallRuntime, session: Session, now: datetime, row: Any, actor
         new, effects = esc.start(state, plan.chain, plan.max_rounds, now, plan.route)
         if plan.warning:
             effects = [_with_detail(effects[0], warning=plan.warning), *effects[1:]]
-    _persist(rt, session, now, row, new, effects, actor, extra)
+    return _persist(rt, session, now, row, new, effects, actor, extra, mirror=mirror)
 
 
 def _queue(s: esc.CallState, owner: str | None, until: datetime) -> esc.Transition:
@@ -481,6 +505,8 @@ def _act(
     action: str,
     args: dict[str, Any],
     principal: Principal | None = None,
+    *,
+    mirror: bool = True,
 ) -> None:
     s = _state(row)
     by = _acting_ref(principal) or actor
@@ -505,7 +531,7 @@ def _act(
     extra: dict[str, Any] = {}
     if action == "resolve":
         extra = {"outcome": args.get("outcome"), "note": args.get("note")}
-    _persist(rt, session, now, row, new, effects, actor, extra)
+    _persist(rt, session, now, row, new, effects, actor, extra, mirror=mirror)
 
 
 def _check_permitted(p: Principal, row: Any, action: str) -> None:
@@ -628,7 +654,11 @@ def _persist(
     effects: list[esc.Effect],
     actor: str,
     extra: dict[str, Any],
-) -> None:
+    *,
+    mirror: bool = True,
+) -> Any:
+    """Write a transition and its effects; returns the row as it now stands. ``mirror``:
+    also write the Task's next version (False while the Task itself is being created)."""
     timed = new.state in esc.TIMED_STATES
     values: dict[str, Any] = {
         "state": new.state,
@@ -678,7 +708,9 @@ def _persist(
             f"update:{new.step_seq}:{new.state}",
             {"state": new.state, "owner": new.owner},
         )
-    _update_task(rt, session, now, fresh)
+    if mirror:
+        _update_task(rt, session, now, fresh)
+    return fresh
 
 
 def _record(
@@ -860,7 +892,16 @@ def _update_task(rt: CallRuntime, session: Session, now: datetime, row: Any) -> 
     """Mirror the call onto its Task: a new version, indexed and seen by other listeners."""
     repo = rt.engine.repository(session)
     current = repo.read("Task", row.id)
-    body = {k: v for k, v in (current.content or {}).items() if k != "meta"}
+    body = _mirror({k: v for k, v in (current.content or {}).items() if k != "meta"}, row, now)
+    stored, _ = repo.update(body)
+    ctx = RequestContext(principal=OPERATOR, extra={INTERNAL: True})
+    for listener in rt.engine.write_listeners:
+        listener(session, ctx, stored)
+
+
+def _mirror(task: dict[str, Any], row: Any, now: datetime) -> dict[str, Any]:
+    """The Task as the call now stands: status, business status, owner, outcome."""
+    body = dict(task)
     body["status"] = TASK_STATUS[row.state]
     body["businessStatus"] = {
         "coding": [{"system": STATE_SYSTEM, "code": row.state}],
@@ -888,10 +929,7 @@ def _update_task(rt: CallRuntime, session: Session, now: datetime, row: Any) -> 
                 }
             )
         body["output"] = output
-    stored, _ = repo.update(body)
-    ctx = RequestContext(principal=OPERATOR, extra={INTERNAL: True})
-    for listener in rt.engine.write_listeners:
-        listener(session, ctx, stored)
+    return body
 
 
 # -- reads ----------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from renkei.fhir.validate import check_id, check_type, parse_resource
 from renkei.store import pending
 from renkei.store.errors import StoreError
 from renkei.store.indexing import IndexWriter
-from renkei.store.repository import SqlRepository, StoredResource
+from renkei.store.repository import SqlRepository, StoredResource, new_id
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,12 @@ class FhirEngine:
     #: called after each successful write inside the same transaction (outbox, audit)
     write_listeners: list[Callable[[Session, RequestContext, StoredResource], None]] = field(
         default_factory=list
+    )
+    #: called with each new resource's body (its id assigned) after the access check and
+    #: before it is stored, in the same transaction; returns the body to store. Lets a
+    #: Task that opens an urgent call be routed first and stored once, owner and all.
+    create_preparers: list[Callable[[Session, RequestContext, dict[str, Any]], dict[str, Any]]] = (
+        field(default_factory=list)
     )
     #: called with the CapabilityStatement before it is served (Subscriptions topics...)
     capability_amenders: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
@@ -386,11 +392,24 @@ class FhirEngine:
                     "the condition must be more selective"
                 )
         body = {k: v for k, v in body.items() if k != "id"}  # http.html#create: id ignored
+        return self._store_new(session, req, body)
+
+    def _store_new(self, session: Session, req: FhirRequest, body: dict[str, Any]) -> FhirResponse:
+        """Create with a server-assigned id (or the Bundle's ``assign_id``)."""
         body = self._in(body)
-        self.policy.check_write(session, req.context, res_type, body, None)
-        stored = self.repository(session).create(body, res_id=req.context.extra.get("assign_id"))
+        self.policy.check_write(session, req.context, body["resourceType"], body, None)
+        res_id = req.context.extra.get("assign_id") or new_id()
+        body = self._prepare_new(session, req.context, {**body, "id": res_id})
+        stored = self.repository(session).create(body, res_id=res_id)
         self._after_write(session, req.context, stored)
         return self._write_response(req, stored, 201)
+
+    def _prepare_new(
+        self, session: Session, ctx: RequestContext, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        for prepare in self.create_preparers:
+            body = prepare(session, ctx, body)
+        return body
 
     def _update(
         self, session: Session, req: FhirRequest, res_type: str, res_id: str
@@ -427,6 +446,8 @@ class FhirEngine:
         except StoreError:
             old = None
         self.policy.check_write(session, req.context, res_type, body, old)
+        if old is None:
+            body = self._prepare_new(session, req.context, body)
         stored, created = repo.update(body, if_match=if_match, method=method)
         self._after_write(session, req.context, stored)
         return self._write_response(req, stored, 201 if created else 200)
@@ -454,11 +475,7 @@ class FhirEngine:
             return self._store_update(session, req, body, _if_match(req))
         if body.get("id"):
             return self._store_update(session, req, body, None)
-        body = self._in(dict(body))
-        self.policy.check_write(session, req.context, res_type, body, None)
-        stored = self.repository(session).create(body, res_id=req.context.extra.get("assign_id"))
-        self._after_write(session, req.context, stored)
-        return self._write_response(req, stored, 201)
+        return self._store_new(session, req, dict(body))
 
     def _delete(
         self, session: Session, req: FhirRequest, res_type: str, res_id: str

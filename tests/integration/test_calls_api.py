@@ -86,7 +86,7 @@ def test_create_call_routes_and_builds_the_task(api: TestClient, driver: CallDri
     }
     assert task["contained"][0]["resourceType"] == "Observation"
     assert task["owner"]["reference"] == driver.net.duty
-    assert task["meta"]["versionId"] == "2"  # created, then routed
+    assert task["meta"]["versionId"] == "1"  # routed before it was stored: one write
 
 
 def test_create_call_with_idempotency_key_returns_the_same_call(
@@ -186,6 +186,10 @@ def test_fhir_task_post_enters_routing(api: TestClient, driver: CallDriver) -> N
     resp = api.post("/fhir/Task", json=task, headers=headers)
     assert resp.status_code == 201, resp.text
     task_id = resp.json()["id"]
+    # routed before it was stored: the answer already names the owner, in version 1
+    assert resp.json()["owner"]["reference"] == driver.net.duty
+    assert resp.json()["meta"]["versionId"] == "1"
+    assert resp.headers["Location"].endswith(f"/Task/{task_id}/_history/1")
     again = api.post("/fhir/Task", json=task, headers=headers)
     assert again.status_code == 200 and again.json()["id"] == task_id
     stored = api.get(f"/fhir/Task/{task_id}").json()
@@ -221,3 +225,73 @@ def test_worker_escalates_calls_created_over_http(api: TestClient, driver: CallD
     assert view["owner"] == driver.net.backup
     mine = api.get("/oncall/calls?mine=true&state=open", headers=auth("backup")).json()["calls"]
     assert [c["id"] for c in mine] == [call_id]
+
+
+class _BrokenNotifier:
+    """A bus that refuses every event, as when it is down at intake."""
+
+    def publish(self, session: Any, event: Any) -> None:
+        raise RuntimeError("bus down")
+
+
+def test_a_call_whose_routing_fails_is_stored_and_routed_by_the_worker(
+    api: TestClient, driver: CallDriver
+) -> None:
+    working = driver.runtime.ports.notifier
+    driver.runtime.ports.notifier = _BrokenNotifier()
+    resp = raise_call(api, driver)
+    assert resp.status_code == 201, resp.text  # the call is never refused for the roster
+    call_id = resp.json()["id"]
+    assert resp.json()["state"] == "new" and resp.json()["owner"] is None
+    task = api.get(f"/fhir/Task/{call_id}").json()
+    assert task["meta"]["versionId"] == "1" and "owner" not in task
+    driver.runtime.ports.notifier = working
+    run_once(driver.services.db.session, driver.clock, driver.runtime)
+    task = api.get(f"/fhir/Task/{call_id}").json()
+    assert task["meta"]["versionId"] == "2"
+    assert task["owner"]["reference"] == driver.net.duty
+    assert api.get(f"/oncall/calls/{call_id}", headers=auth("nurse")).json()["state"] == (
+        "notifying"
+    )
+
+
+def test_a_task_updated_into_an_urgent_call_is_routed(api: TestClient, driver: CallDriver) -> None:
+    task = {
+        "resourceType": "Task",
+        "status": "draft",
+        "intent": "order",
+        "for": {"reference": driver.net.patient_1},
+        "requester": {"reference": driver.net.nurse},
+        "reasonCode": {"text": "呼吸苦"},
+    }
+    fhir = {"Content-Type": "application/fhir+json"}
+    created = api.post("/fhir/Task", json=task, headers=fhir).json()
+    assert "owner" not in created
+    urgent = {
+        **created,
+        "status": "requested",
+        "code": {"coding": [{"system": RENKEI_CODESYSTEM, "code": URGENT_CALL_CODE}]},
+    }
+    assert api.put(f"/fhir/Task/{created['id']}", json=urgent, headers=fhir).status_code == 200
+    stored = api.get(f"/fhir/Task/{created['id']}").json()
+    assert stored["meta"]["versionId"] == "3"  # draft, made urgent, routed
+    assert stored["owner"]["reference"] == driver.net.duty
+
+
+def test_a_deleted_call_task_written_again_opens_no_second_call(
+    api: TestClient, driver: CallDriver
+) -> None:
+    call_id = raise_call(api, driver).json()["id"]
+    task = api.get(f"/fhir/Task/{call_id}").json()
+    assert api.delete(f"/fhir/Task/{call_id}").status_code in (200, 204)
+    view = api.get(f"/oncall/calls/{call_id}", headers=auth("nurse")).json()
+    assert view["state"] == "cancelled"
+    again = api.put(
+        f"/fhir/Task/{call_id}",
+        json={k: v for k, v in task.items() if k != "meta"},
+        headers={"Content-Type": "application/fhir+json"},
+    )
+    assert again.status_code == 201, again.text
+    assert api.get(f"/oncall/calls/{call_id}", headers=auth("nurse")).json()["state"] == (
+        "cancelled"
+    )
