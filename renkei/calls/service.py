@@ -48,6 +48,7 @@ from renkei.calls.routing import plan_route
 from renkei.clock import Clock
 from renkei.fhir.context import FhirRequest, RequestContext
 from renkei.fhir.outcome import BadRequest, Conflict, FhirError
+from renkei.store.db import insert_if_new
 from renkei.store.repository import StoredResource
 
 log = logging.getLogger(__name__)
@@ -189,15 +190,12 @@ def intake_task(
         "rule_id": intake.rule.id if intake.rule else None,
         "rule_name": intake.rule.name if intake.rule else None,
     }
-    try:
-        with session.begin_nested():
-            session.execute(call.insert().values(**values))
-    except IntegrityError as exc:
+    if not insert_if_new(session, call, values):
         if _load(session, task["id"]) is not None:
             return None  # a deleted Task written again: its call stays as it ended
         raise DuplicateCall(
             f"an urgent call with identifier {intake.idempotency_key} already exists"
-        ) from exc
+        )
     created: dict[str, Any] = {"priority": intake.priority, "vitals": list(intake.vitals)}
     if intake.rule is not None:
         created["rule"] = {"id": intake.rule.id, "name": intake.rule.name}

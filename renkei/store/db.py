@@ -19,6 +19,20 @@ from sqlalchemy.orm import Session
 import renkei.store.pending  # noqa: F401  (flushes deferred rows before every commit)
 
 
+def insert_if_new(session: Session, table: sa.Table, values: dict[str, Any]) -> bool:
+    """Insert one row unless it would break a unique constraint; True if it went in.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` on both databases: a duplicate is an answer, not
+    an error, so no savepoint is needed to keep the transaction usable (two round trips).
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values(**values).on_conflict_do_nothing()
+    return session.execute(stmt.returning(sa.literal(1))).first() is not None
+
+
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
