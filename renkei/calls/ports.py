@@ -337,16 +337,17 @@ class TimelineNotifier:
             log.warning("no bus to tell %s about %s", ",".join(event.recipients), event.topic)
             return
         session.execute(
-            call_event.insert().values(
-                call_id=event.call_id,
-                at=event.at,
-                kind="published",
-                actor="system",
-                target=",".join(event.recipients),
-                step_seq=event.step,
-                step_key=f"published:{event.key}",
-                detail={"topic": event.topic, "recipients": list(event.recipients)},
-            )
+            call_event.insert(),
+            {
+                "call_id": event.call_id,
+                "at": event.at,
+                "kind": "published",
+                "actor": "system",
+                "target": ",".join(event.recipients),
+                "step_seq": event.step,
+                "step_key": f"published:{event.key}",
+                "detail": {"topic": event.topic, "recipients": list(event.recipients)},
+            },
         )
 
 

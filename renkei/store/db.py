@@ -6,6 +6,7 @@ writers queue on the database lock instead of failing half-way with ``database i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,12 +26,17 @@ def insert_if_new(session: Session, table: sa.Table, values: dict[str, Any]) -> 
     ``INSERT ... ON CONFLICT DO NOTHING`` on both databases: a duplicate is an answer, not
     an error, so no savepoint is needed to keep the transaction usable (two round trips).
     """
+    stmt = _insert_if_new(table, session.get_bind().dialect.name)
+    return session.execute(stmt, values).first() is not None
+
+
+@functools.cache
+def _insert_if_new(table: sa.Table, dialect: str) -> sa.Executable:
+    """Built once per table: values go in as parameters, so the compiled form is reused."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).values(**values).on_conflict_do_nothing()
-    return session.execute(stmt.returning(sa.literal(1))).first() is not None
+    return insert(table).on_conflict_do_nothing().returning(sa.literal(1))
 
 
 def _json_dumps(value: Any) -> str:
