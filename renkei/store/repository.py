@@ -217,8 +217,7 @@ class SqlRepository:
 
     def vread(self, res_type: str, res_id: str, version_id: int) -> StoredResource:
         stmt = sa.select(resource_version).where(
-            resource_version.c.res_type == res_type,
-            resource_version.c.res_id == res_id,
+            resource_version.c.resource_pk == _pk_of(res_type, res_id),
             resource_version.c.version_id == version_id,
         )
         row = self.session.execute(stmt).first()
@@ -404,12 +403,14 @@ class SqlRepository:
         count: int = 50,
         cursor: str | None = None,
     ) -> HistoryPage:
+        if res_id is not None and res_type is None:
+            raise ValueError("an instance's history needs its type")
         v = resource_version
         stmt = sa.select(v)
-        if res_type is not None:
+        if res_type is not None and res_id is not None:
+            stmt = stmt.where(v.c.resource_pk == _pk_of(res_type, res_id))
+        elif res_type is not None:
             stmt = stmt.where(v.c.res_type == res_type)
-        if res_id is not None:
-            stmt = stmt.where(v.c.res_id == res_id)
         if since is not None:
             stmt = stmt.where(v.c.last_updated >= since)
         if cursor is not None:
@@ -433,6 +434,16 @@ class SqlRepository:
             last = rows[count - 1]
             next_cursor = _make_cursor(last.last_updated, last.resource_pk, last.version_id)
         return HistoryPage(entries, next_cursor)
+
+
+def _pk_of(res_type: str, res_id: str) -> Any:
+    """The resource's key, for version queries: versions are found through the primary
+    key (resource_pk, version_id), never by scanning a type's versions for an id."""
+    return (
+        sa.select(resource.c.pk)
+        .where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+        .scalar_subquery()
+    )
 
 
 @contextmanager
