@@ -58,6 +58,7 @@ call = sa.Table(
     sa.Index("ix_call_due", "state", "next_due_at"),
     sa.Index("ix_call_owner_state", "owner", "state"),
     sa.Index("ix_call_rule_patient", "rule_id", "patient"),
+    sa.Index("ix_call_created", "created_at"),
 )
 
 call_event = sa.Table(

@@ -1051,7 +1051,14 @@ def timeline(session: Session, call_id: str) -> list[dict[str, Any]]:
 def list_calls(
     session: Session, principal: Principal, *, state: str | None, mine: bool, limit: int = 100
 ) -> list[dict[str, Any]]:
-    stmt = sa.select(call).order_by(call.c.created_at.desc()).limit(max(1, min(limit, 500)))
+    """The newest calls the caller may see. Visibility is part of the query: filtering
+    the newest ``limit`` rows afterwards would hide a clinic's calls behind others'."""
+    stmt = (
+        sa.select(call)
+        .where(_visible_to(session, principal))
+        .order_by(call.c.created_at.desc(), call.c.id.desc())
+        .limit(max(1, min(limit, 500)))
+    )
     if state == "open":
         stmt = stmt.where(call.c.state.in_(sorted(esc.OPEN_STATES)))
     elif state:
@@ -1060,6 +1067,39 @@ def list_calls(
         refs = _refs_of(principal)
         stmt = stmt.where(call.c.owner.in_(sorted(refs)) if refs else sa.false())
     return [call_view(r) for r in session.execute(stmt) if _may_see(principal, r)]
+
+
+def _visible_to(session: Session, p: Principal) -> Any:
+    """SQL for :func:`_may_see` (which still checks each row it returns)."""
+    if p.kind == "operator":
+        return sa.true()
+    conds: list[Any] = [call.c.created_by == p.subject]
+    refs = sorted(_refs_of(p))
+    if refs:
+        conds += [
+            call.c.owner.in_(refs),
+            call.c.requester.in_(refs),
+            call.c.coordinator.in_(refs),
+            _chain_names(session, refs),
+        ]
+    if p.role in ("coordinator", "admin") and p.organization_id is not None:
+        conds.append(call.c.clinic == as_ref("Organization", p.organization_id))
+    return sa.or_(*conds)
+
+
+def _chain_names(session: Session, refs: list[str]) -> Any:
+    """A step of the call's escalation chain targets one of ``refs``."""
+    if session.get_bind().dialect.name == "postgresql":
+        sql = (
+            "EXISTS (SELECT 1 FROM jsonb_array_elements(call.chain) AS step(v)"
+            " WHERE step.v ->> 'target' IN :chain_refs)"
+        )
+    else:
+        sql = (
+            "EXISTS (SELECT 1 FROM json_each(call.chain) AS step"
+            " WHERE json_extract(step.value, '$.target') IN :chain_refs)"
+        )
+    return sa.text(sql).bindparams(sa.bindparam("chain_refs", refs, expanding=True))
 
 
 # -- self-check -----------------------------------------------------------------------------

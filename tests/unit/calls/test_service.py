@@ -262,3 +262,33 @@ def test_self_check_reports_overdue_calls_once_per_step(driver: CallDriver) -> N
     driver.run()  # the worker catches up: no longer overdue
     with driver.services.db.session(write=True) as s:
         assert service.self_check(driver.runtime, s, driver.clock)["count"] == 0
+
+
+def test_the_call_list_finds_the_callers_calls_behind_newer_ones_of_others(
+    driver: CallDriver,
+) -> None:
+    """The list's limit applies to what the caller may see, not to all calls."""
+    from renkei.calls import service
+
+    driver.clock.set(jst(2026, 4, 1, 23, 0))
+    nurse, other = principal_for(driver.net.nurse), principal_for(driver.net.other)
+    mine = driver.raise_call(by=nurse)["id"]
+    theirs = []
+    for minute in range(1, 4):
+        driver.clock.set(jst(2026, 4, 1, 23, minute))
+        theirs.append(driver.raise_call(by=other)["id"])
+
+    def listed(who: object, limit: int = 2, **kw: object) -> list[str]:
+        with driver.services.db.session() as session:
+            calls = service.list_calls(session, who, state=None, mine=False, limit=limit, **kw)  # type: ignore[arg-type]
+        return [c["id"] for c in calls]
+
+    assert listed(nurse) == [mine]
+    assert listed(other) == [theirs[2], theirs[1]]  # newest first
+    # the backup is in every chain (not yet paged): may see all four
+    assert listed(principal_for(driver.net.backup), limit=10) == [*reversed(theirs), mine]
+    # a coordinator of the clinic the calls were routed for sees them; of another, none
+    coordinator = principal_for(driver.net.doctor_a, driver.net.clinic_a, role="coordinator")
+    assert len(listed(coordinator, limit=10)) == 4
+    elsewhere = principal_for(driver.net.doctor_b, driver.net.clinic_b, role="coordinator")
+    assert listed(elsewhere, limit=10) == []
