@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +43,7 @@ from renkei.notify.subscriptions import (
     notification_bundle,
 )
 from renkei.store.db import Database
-from renkei.store.models import resource
+from renkei.store.models import idx_reference, resource
 
 log = logging.getLogger(__name__)
 
@@ -162,28 +162,42 @@ class HubSettings:
             raise ValueError("queue_size, heartbeat_seconds and batch must be positive")
 
 
-def care_team_members(session: Session) -> dict[str, frozenset[str]]:
-    """Member reference -> patients on whose active CareTeam it takes part (one scan).
+def care_team_members(session: Session, refs: Collection[str]) -> dict[str, frozenset[str]]:
+    """Member reference -> patients on whose active CareTeam it takes part, for ``refs``.
 
-    Reads CareTeam JSON directly; the search package's reference index will make this an
-    indexed query once it lands.
+    The CareTeams come from the search index's ``participant`` references (indexed by
+    target), so the cost follows the members asked about, not the number of CareTeams.
     """
-    out: dict[str, set[str]] = {}
+    by_type: dict[str, set[str]] = {}
+    for ref in refs:
+        res_type, _, res_id = ref.partition("/")
+        if res_type and res_id:
+            by_type.setdefault(res_type, set()).add(res_id)
+    if not by_type:
+        return {}
+    m = idx_reference
     rows = session.execute(
-        sa.select(resource.c.content).where(
-            resource.c.res_type == "CareTeam", resource.c.deleted.is_(False)
+        sa.select(m.c.target_type, m.c.target_id, resource.c.content)
+        .join(resource, resource.c.pk == m.c.resource_pk)
+        .where(
+            m.c.res_type == "CareTeam",
+            m.c.param == "participant",
+            sa.or_(
+                *(
+                    sa.and_(m.c.target_type == t, m.c.target_id.in_(sorted(ids)))
+                    for t, ids in sorted(by_type.items())
+                )
+            ),
+            resource.c.deleted.is_(False),
         )
     )
-    for (content,) in rows:
+    out: dict[str, set[str]] = {}
+    for target_type, target_id, content in rows:
         if content.get("status") not in (None, "active"):
             continue
         subject = (content.get("subject") or {}).get("reference")
-        if not subject or not subject.startswith("Patient/"):
-            continue
-        for part in content.get("participant") or []:
-            member = (part.get("member") or {}).get("reference")
-            if isinstance(member, str):
-                out.setdefault(member, set()).add(subject)
+        if isinstance(subject, str) and subject.startswith("Patient/"):
+            out.setdefault(f"{target_type}/{target_id}", set()).add(subject)
     return {ref: frozenset(patients) for ref, patients in out.items()}
 
 
@@ -211,7 +225,9 @@ class Hub:
         settings: HubSettings | None = None,
         *,
         reauthenticate: Callable[[str], Any] | None = None,
-        care_teams: Callable[[Session], dict[str, frozenset[str]]] = care_team_members,
+        care_teams: Callable[
+            [Session, Collection[str]], dict[str, frozenset[str]]
+        ] = care_team_members,
     ) -> None:
         self.db = db
         self.policy = policy
@@ -441,11 +457,11 @@ class Hub:
         return {"type": "subscribed", "id": sub_id, "topic": topic, "position": pos}
 
     def _my_patients_of(self, principal: Any) -> frozenset[str]:
-        return care_team_patients(self._care_team_members(), principal)
+        return care_team_patients(self._care_team_members(principal_refs(principal)), principal)
 
-    def _care_team_members(self) -> dict[str, frozenset[str]]:
+    def _care_team_members(self, refs: Collection[str]) -> dict[str, frozenset[str]]:
         with self.db.session() as session:
-            return self.care_teams(session)
+            return self.care_teams(session, refs)
 
     async def resume(self, conn: Connection, after: int) -> None:
         """Replay ``(after, head]`` for this connection, then rejoin the live stream."""
@@ -552,11 +568,13 @@ class Hub:
             metrics.HEAD_POSITION.set(last)
 
     async def _refresh_my_patients(self, conns: Sequence[Connection]) -> None:
-        """A CareTeam changed: one scan, then every "my-patients" connection is updated."""
+        """A CareTeam changed: one query for all their members, then every "my-patients"
+        connection is updated."""
         wanting = [c for c in conns if any(f.topic == "my-patients" for f in c.filters.values())]
         if not wanting:
             return
-        members = await asyncio.to_thread(self._care_team_members)
+        refs = set().union(*(principal_refs(c.principal) for c in wanting))
+        members = await asyncio.to_thread(self._care_team_members, refs)
         for conn in wanting:
             conn.my_patients = care_team_patients(members, conn.principal)
         self._changed()

@@ -143,6 +143,40 @@ def test_ws_my_patients_follows_care_team(ws_client: TestClient) -> None:
         assert msg["event"]["resource"] == f"Observation/{obs['id']}"
 
 
+def test_ws_my_patients_follows_care_team_changes_while_connected(ws_client: TestClient) -> None:
+    """A CareTeam written after subscribing adds its patient; made inactive, removes it.
+    Members are found through the search index (a role and an organisation both count)."""
+    joined = post(ws_client, patient_body("途中参加"))
+    settle(ws_client)
+    with ws_client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "auth", "token": "tok-a"})
+        receive_until(ws, "welcome")
+        ws.send_json({"type": "subscribe", "id": "mp", "topic": "my-patients"})
+        receive_until(ws, "subscribed")
+        team = care_team(f"Patient/{joined['id']}", "org-z")
+        team["participant"].append({"member": {"reference": "PractitionerRole/role-a"}})
+        team = post(ws_client, team)
+        (msg,) = events(ws, 1)  # the CareTeam itself is about a patient now on the list
+        assert msg["event"]["resource"] == f"CareTeam/{team['id']}"
+        obs = post(ws_client, observation(f"Patient/{joined['id']}"))
+        (msg,) = events(ws, 1)
+        assert msg["event"]["resource"] == f"Observation/{obs['id']}"
+        ended = {**team, "status": "inactive"}
+        resp = ws_client.put(
+            f"/fhir/CareTeam/{team['id']}", json=ended, headers={"Content-Type": FHIR_JSON}
+        )
+        assert resp.status_code == 200, resp.text
+        settle(ws_client)
+        unseen = post(ws_client, observation(f"Patient/{joined['id']}"))
+        mine = post(ws_client, patient_body("自分"))
+        post(ws_client, care_team(f"Patient/{mine['id']}", "org-a"))
+        later = post(ws_client, observation(f"Patient/{mine['id']}"))
+        received: list[str] = []
+        while f"Observation/{later['id']}" not in received:
+            received += [m["event"]["resource"] for m in events(ws, 1)]
+        assert f"Observation/{unseen['id']}" not in received
+
+
 def test_ws_my_calls_receives_urgent_call_for_my_role(ws_client: TestClient) -> None:
     pat = post(ws_client, patient_body())
     task = {
