@@ -61,7 +61,7 @@ auth_code = sa.Table(
     sa.Column("redirect_uri", sa.Text, nullable=False),
     sa.Column("scope", sa.Text, nullable=False),
     sa.Column("code_challenge", sa.String(128), nullable=False),
-    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("used_at", UtcDateTime(), nullable=True),
     #: refresh-token family the code was exchanged for; revoked if the code is replayed
     sa.Column("family_id", sa.String(32), nullable=True),
@@ -76,10 +76,10 @@ auth_refresh_token = sa.Table(
     sa.Column("token_hash", sa.String(64), primary_key=True),
     sa.Column("family_id", sa.String(32), nullable=False, index=True),
     sa.Column("client_id", sa.String(64), nullable=False),
-    sa.Column("user_id", sa.String(32), nullable=True),
+    sa.Column("user_id", sa.String(32), nullable=True, index=True),
     sa.Column("scope", sa.Text, nullable=False),
     sa.Column("issued_at", UtcDateTime(), nullable=False),
-    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
     #: set when exchanged for a new one; presenting it again revokes the family
     sa.Column("rotated_at", UtcDateTime(), nullable=True),
     sa.Column("revoked_at", UtcDateTime(), nullable=True),
@@ -94,7 +94,7 @@ auth_revoked_jti = sa.Table(
     "auth_revoked_jti",
     metadata,
     sa.Column("jti", sa.String(64), primary_key=True),
-    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
     sa.Column("revoked_at", UtcDateTime(), nullable=False),
 )
 
@@ -104,7 +104,7 @@ auth_assertion_jti = sa.Table(
     metadata,
     sa.Column("client_id", sa.String(64), primary_key=True),
     sa.Column("jti", sa.String(255), primary_key=True),
-    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
 
 __all__ = [

@@ -97,7 +97,13 @@ call_delivery = sa.Table(
     sa.Column("delivered_at", UtcDateTime(), nullable=True),
     sa.Column("gave_up_at", UtcDateTime(), nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
-    sa.Index("ix_call_delivery_due", "delivered_at", "next_attempt_at"),
+    #: only rows still to send: delivered and given-up rows would fill the range for ever
+    sa.Index(
+        "ix_call_delivery_due",
+        "next_attempt_at",
+        postgresql_where=sa.text("delivered_at IS NULL AND gave_up_at IS NULL"),
+        sqlite_where=sa.text("delivered_at IS NULL AND gave_up_at IS NULL"),
+    ),
 )
 
 __all__ = ["call", "call_delivery", "call_event"]

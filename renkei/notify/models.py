@@ -96,6 +96,14 @@ subscription_event = sa.Table(
     sa.Column("delivered_at", UtcDateTime(), nullable=True),
     sa.Index("ix_notify_sub_event_seq", "seq"),
     sa.Index("ix_notify_sub_event_status", "subscription_id", "status", "event_number"),
+    #: the rest-hook's work list and the pending gauge: small, however long the history
+    sa.Index(
+        "ix_notify_sub_event_pending",
+        "subscription_id",
+        "event_number",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    ),
 )
 
 binding_token = sa.Table(
