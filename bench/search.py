@@ -216,7 +216,7 @@ def _insert(db: Database, bodies: list[dict[str, Any]]) -> None:
 
 
 @dataclass
-class _Recorder:
+class StatementRecorder:
     """Collects the SQL statements a query issues, for EXPLAIN."""
 
     statements: list[tuple[str, Any]] = field(default_factory=list)
@@ -260,7 +260,7 @@ def measure(
     search = SqlSearchEngine(policy, SearchSettings(), clock=clock)
     engine = FhirEngine(clock=clock, indexer=SearchIndexWriter(), search=search, policy=policy)
     engine.register_operation(search.everything_operation())
-    recorder = _Recorder()
+    recorder = StatementRecorder()
     sa.event.listen(db.engine, "before_cursor_execute", recorder)
     out: dict[str, dict[str, Any]] = {}
     try:
@@ -298,7 +298,7 @@ def measure(
                 with db.session() as session:
                     engine.handle(session, _request(template.format(**_values(rng, patients))))
                 recorder.on = False
-                result["plans"] = _explain(db, recorder.statements)
+                result["plans"] = explain_statements(db, recorder.statements)
             out[name] = result
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", recorder)
@@ -310,7 +310,7 @@ def _p95(times: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
-def _explain(db: Database, statements: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+def explain_statements(db: Database, statements: list[tuple[str, Any]]) -> list[dict[str, Any]]:
     """EXPLAIN ANALYZE each statement; report time, seq scans and the top plan line."""
     plans = []
     with db.engine.connect() as conn:
@@ -321,7 +321,7 @@ def _explain(db: Database, statements: list[tuple[str, Any]]) -> list[dict[str, 
                 "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params
             ).scalar_one()
             plan = row[0] if isinstance(row, list) else row
-            seq = sorted(set(_seq_scans(plan["Plan"])))
+            seq = sorted(set(seq_scans(plan["Plan"])))
             plans.append(
                 {
                     "sql": " ".join(statement.split())[:160],
@@ -333,11 +333,11 @@ def _explain(db: Database, statements: list[tuple[str, Any]]) -> list[dict[str, 
     return plans
 
 
-def _seq_scans(node: dict[str, Any]) -> Iterator[str]:
+def seq_scans(node: dict[str, Any]) -> Iterator[str]:
     if node.get("Node Type") == "Seq Scan":
         yield str(node.get("Relation Name"))
     for child in node.get("Plans", []) or []:
-        yield from _seq_scans(child)
+        yield from seq_scans(child)
 
 
 @contextmanager

@@ -416,13 +416,14 @@ class SqlRepository:
         if cursor is not None:
             when, pk, vid = _parse_cursor(cursor)
             stmt = stmt.where(
+                v.c.last_updated <= when,  # bounds the index scan: the OR alone does not
                 sa.or_(
                     v.c.last_updated < when,
                     sa.and_(
                         v.c.last_updated == when,
                         sa.tuple_(v.c.resource_pk, v.c.version_id) < sa.tuple_(pk, vid),
                     ),
-                )
+                ),
             )
         stmt = stmt.order_by(
             v.c.last_updated.desc(), v.c.resource_pk.desc(), v.c.version_id.desc()

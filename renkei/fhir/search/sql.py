@@ -527,6 +527,8 @@ def _same(expr: Any, value: Any) -> Cond:
 
 
 def _beyond(expr: Any, desc: bool, value: Any, after: bool) -> Cond:
+    if not _nullable(expr) and value is not None:
+        return expr < value if desc == after else expr > value
     if after:
         if value is None:
             return sa.false()  # NULLs come last: nothing follows a NULL but other NULLs
@@ -544,12 +546,19 @@ def order_by(keys: Sequence[tuple[Any, bool]], *, forward: bool, pk: Any = None)
     pk = resource.c.pk if pk is None else pk
     out: list[Any] = []
     for expr, desc in keys:
-        if forward:
-            out.append((expr.desc() if desc else expr.asc()).nulls_last())
-        else:
-            out.append((expr.asc() if desc else expr.desc()).nulls_first())
+        ordered = expr.desc() if desc == forward else expr.asc()
+        if _nullable(expr):
+            ordered = ordered.nulls_last() if forward else ordered.nulls_first()
+        # a NOT NULL column (_lastUpdated, _id) is left without NULLS LAST/FIRST, so that
+        # an index scanned backwards can give a descending order (it gives NULLS FIRST)
+        out.append(ordered)
     out.append(pk.asc() if forward else pk.desc())
     return out
+
+
+def _nullable(expr: Any) -> bool:
+    """False only for a table column declared NOT NULL."""
+    return bool(getattr(expr, "nullable", True))
 
 
 __all__ = ["PolicyFilter", "SqlBuilder", "keyset", "order_by"]
