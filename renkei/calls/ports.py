@@ -222,11 +222,8 @@ def _organization_of(session: Session, role: str) -> str | None:
 
 
 def _care_teams(session: Session, patient: str) -> list[dict[str, Any]]:
-    """Active CareTeams whose subject is ``patient``.
-
-    The reference index is used when the search indexer fills it; otherwise a text match on
-    the stored JSON narrows the scan (both databases render the reference verbatim).
-    """
+    """CareTeams whose subject is ``patient``, newest first, through the reference index
+    (the search indexer fills it in the CareTeam's own transaction)."""
     from renkei.store import pending
     from renkei.store.models import idx_reference
 
@@ -237,21 +234,13 @@ def _care_teams(session: Session, patient: str) -> list[dict[str, Any]]:
         .join(idx_reference, idx_reference.c.resource_pk == resource.c.pk)
         .where(
             idx_reference.c.res_type == "CareTeam",
-            idx_reference.c.param.in_(("subject", "patient")),
+            idx_reference.c.param == "subject",
             idx_reference.c.target_type == res_type,
             idx_reference.c.target_id == res_id,
             resource.c.deleted.is_(False),
         )
     )
     rows = [dict(r.content) for r in session.execute(indexed)]
-    if not rows:
-        pattern = f'%"{patient}"%'
-        scan = sa.select(resource.c.content).where(
-            resource.c.res_type == "CareTeam",
-            resource.c.deleted.is_(False),
-            sa.cast(resource.c.content, sa.Text).like(pattern),
-        )
-        rows = [dict(r.content) for r in session.execute(scan)]
     out = []
     for team in rows:
         if _ref(team.get("subject")) == patient:
