@@ -243,13 +243,13 @@ class SqlBuilder:
             return self._composite(f, pk)
         table, param = _table_for(f)
         if f.missing is not None:
-            present = pk.in_(_rows(table, f.res_type, param))
-            return sa.not_(present) if f.missing else present
+            if f.missing:
+                return ~_row_of(table, f.res_type, param, pk).exists()
+            return pk.in_(_rows(table, f.res_type, param))
         match = sa.or_(*(self._value(f, table, v) for v in f.values))
-        sub = _rows(table, f.res_type, param).where(match)
         if f.modifier == "not":
-            return pk.not_in(sub)
-        return pk.in_(sub)
+            return ~_row_of(table, f.res_type, param, pk).where(match).exists()
+        return pk.in_(_rows(table, f.res_type, param).where(match))
 
     def _composite(self, f: ParamFilter, pk: Any) -> Cond:
         if f.missing is not None:
@@ -371,6 +371,16 @@ def _rows(table: sa.Table, res_type: str, param: str) -> sa.Select[Any]:
     if res_type != "Resource":
         stmt = stmt.where(table.c.res_type == res_type)
     return stmt.correlate(None)
+
+
+def _row_of(table: sa.Table, res_type: str, param: str, pk: Any) -> sa.Select[Any]:
+    """The row's own index rows for one parameter, for a correlated NOT EXISTS: probed
+    through the ``by_resource`` index. (``pk NOT IN (all rows)`` is rescanned for every
+    row once its hash no longer fits work_mem.)"""
+    stmt = sa.select(sa.literal(1)).where(table.c.resource_pk == pk, table.c.param == param)
+    if res_type != "Resource":
+        stmt = stmt.where(table.c.res_type == res_type)
+    return stmt
 
 
 def _in_or_eq(column: Any, values: list[str]) -> Cond:
