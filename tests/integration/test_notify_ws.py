@@ -77,6 +77,13 @@ def receive_until(ws: WebSocketTestSession, kind: str, limit: int = 50) -> dict[
     raise AssertionError(f"no {kind!r} message")
 
 
+def sign_in_and_subscribe(ws: WebSocketTestSession, token: str, topic: str) -> None:
+    ws.send_json({"type": "auth", "token": token})
+    receive_until(ws, "welcome")
+    ws.send_json({"type": "subscribe", "id": "s", "topic": topic})
+    receive_until(ws, "subscribed")
+
+
 def events(ws: WebSocketTestSession, count: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     while len(out) < count:
@@ -133,10 +140,7 @@ def test_ws_my_patients_follows_care_team(ws_client: TestClient) -> None:
     post(ws_client, care_team(f"Patient/{mine['id']}", "org-a"))
     settle(ws_client)
     with ws_client.websocket_connect("/ws") as ws:
-        ws.send_json({"type": "auth", "token": "tok-a"})
-        receive_until(ws, "welcome")
-        ws.send_json({"type": "subscribe", "id": "mp", "topic": "my-patients"})
-        receive_until(ws, "subscribed")
+        sign_in_and_subscribe(ws, "tok-a", "my-patients")
         post(ws_client, observation(f"Patient/{other['id']}"))
         obs = post(ws_client, observation(f"Patient/{mine['id']}"))
         (msg,) = events(ws, 1)
@@ -149,10 +153,7 @@ def test_ws_my_patients_follows_care_team_changes_while_connected(ws_client: Tes
     joined = post(ws_client, patient_body("途中参加"))
     settle(ws_client)
     with ws_client.websocket_connect("/ws") as ws:
-        ws.send_json({"type": "auth", "token": "tok-a"})
-        receive_until(ws, "welcome")
-        ws.send_json({"type": "subscribe", "id": "mp", "topic": "my-patients"})
-        receive_until(ws, "subscribed")
+        sign_in_and_subscribe(ws, "tok-a", "my-patients")
         team = care_team(f"Patient/{joined['id']}", "org-z")
         team["participant"].append({"member": {"reference": "PractitionerRole/role-a"}})
         team = post(ws_client, team)
