@@ -295,3 +295,48 @@ def test_a_deleted_call_task_written_again_opens_no_second_call(
     assert api.get(f"/oncall/calls/{call_id}", headers=auth("nurse")).json()["state"] == (
         "cancelled"
     )
+
+
+def test_an_urgent_call_in_a_transaction_bundle_is_routed_with_its_new_patient(
+    api: TestClient, driver: CallDriver
+) -> None:
+    """The Task names a Patient created by the same Bundle (urn:uuid): intake finds it."""
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:5f1c2f0e-7d0b-4a51-9c43-0d6f1a2b3c4d",
+                "resource": {
+                    "resourceType": "Patient",
+                    "name": [{"family": "新規"}],
+                    "managingOrganization": {"reference": driver.net.clinic_a},
+                },
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Task",
+                    "status": "requested",
+                    "intent": "order",
+                    "priority": "stat",
+                    "code": {"coding": [{"system": RENKEI_CODESYSTEM, "code": URGENT_CALL_CODE}]},
+                    "for": {"reference": "urn:uuid:5f1c2f0e-7d0b-4a51-9c43-0d6f1a2b3c4d"},
+                    "requester": {"reference": driver.net.nurse},
+                    "reasonCode": {"text": "転倒"},
+                },
+                "request": {"method": "POST", "url": "Task"},
+            },
+        ],
+    }
+    resp = api.post("/fhir", json=bundle, headers={"Content-Type": "application/fhir+json"})
+    assert resp.status_code == 200, resp.text
+    patient_id, task_id = (
+        e["response"]["location"].split("/_history/")[0].rsplit("/", 1)[1]
+        for e in resp.json()["entry"]
+    )
+    task = api.get(f"/fhir/Task/{task_id}").json()
+    assert task["for"]["reference"] == f"Patient/{patient_id}"
+    assert task["meta"]["versionId"] == "1" and "owner" in task  # routed before stored
+    view = api.get(f"/oncall/calls/{task_id}", headers=auth("nurse")).json()
+    assert view["state"] == "notifying" and view["owner"] == task["owner"]["reference"]
