@@ -104,7 +104,9 @@ def install(runtime: CallRuntime, engine: Any) -> None:
 # -- intake ---------------------------------------------------------------------------------
 
 
-def _task_preparer(rt: CallRuntime) -> Callable[[Session, RequestContext, dict[str, Any]], Any]:
+def _task_preparer(
+    rt: CallRuntime,
+) -> Callable[[Session, RequestContext, dict[str, Any]], dict[str, Any]]:
     """A new urgent-call Task is taken in and routed before it is stored, so its first
     version already names the owner: one Task write per call instead of two."""
 
@@ -711,10 +713,6 @@ def _persist(
     return fresh
 
 
-#: built once; rows go in as parameters (a ``.values()`` statement per row costs more)
-_INSERT_EVENT = call_event.insert()
-
-
 def _record(
     session: Session,
     call_id: str,
@@ -726,17 +724,21 @@ def _record(
     step_seq: int,
     detail: dict[str, Any] | None,
 ) -> None:
-    row = {
-        "call_id": call_id,
-        "at": now,
-        "kind": kind,
-        "actor": actor,
-        "target": target,
-        "step_seq": step_seq,
-        "step_key": key,
-        "detail": detail or {},
-    }
-    session.execute(_INSERT_EVENT, row)
+    # values as parameters, as for every timeline and delivery row: a ``.values()``
+    # statement per row costs more to build than the round trip
+    session.execute(
+        call_event.insert(),
+        {
+            "call_id": call_id,
+            "at": now,
+            "kind": kind,
+            "actor": actor,
+            "target": target,
+            "step_seq": step_seq,
+            "step_key": key,
+            "detail": detail or {},
+        },
+    )
     CALL_STEPS.labels(kind).inc()
 
 
