@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
@@ -73,7 +74,6 @@ def _seal_mac(key: SealKey, seq: int, digest: str) -> str:
     return key.mac(f"seal:{seq}:{digest}")
 
 
-_ASYNC_COMMIT = sa.text("SET LOCAL synchronous_commit TO OFF")
 _SELECT_HEAD = sa.select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)
 _LOCK_HEAD = _SELECT_HEAD.with_for_update()
 _INSERT_RECORDS = audit_record.insert()
@@ -194,16 +194,8 @@ def append(
     items = list(entries)
     if not items:
         return []
-    is_pg = session.get_bind().dialect.name == "postgresql"
-    if is_pg and hint is not None:
-        expected = hint.get()
-        if expected is not None:
-            batch = _build(expected, items, key, now)
-            if not batch.seals and _pg_append_if_head(session, expected, batch, key, now, durable):
-                hint.set(batch.head)
-                return batch.seqs
-    if is_pg and not durable:
-        session.execute(_ASYNC_COMMIT)
+    if session.get_bind().dialect.name == "postgresql":
+        return _pg_append(session, items, key, now, hint, durable)
     batch = _build(_lock_head(session), items, key, now)
     session.execute(_INSERT_RECORDS, batch.records)
     if batch.patients:
@@ -211,6 +203,31 @@ def append(
     if batch.seals:
         session.execute(audit_seal.insert(), batch.seals)
     session.execute(_MOVE_HEAD, _head_params(key, batch.head, now))
+    if hint is not None:
+        hint.set(batch.head)
+    return batch.seqs
+
+
+def _pg_append(
+    session: Session,
+    items: list[dict[str, Any]],
+    key: SealKey,
+    now: datetime,
+    hint: HeadHint | None,
+    durable: bool,
+) -> list[int]:
+    """One statement: on the hinted head without a lock, else after locking the head."""
+    expected = hint.get() if hint is not None else None
+    batch = None
+    if expected is not None:
+        batch = _build(expected, items, key, now)
+        if not _pg_append_if_head(session, expected, batch, key, now, durable):
+            batch = None
+    if batch is None:
+        head = _lock_head(session)
+        batch = _build(head, items, key, now)
+        if not _pg_append_if_head(session, head, batch, key, now, durable):
+            raise ChainBroken("the audit chain head moved while this transaction held its lock")
     if hint is not None:
         hint.set(batch.head)
     return batch.seqs
@@ -227,7 +244,9 @@ def _head_params(key: SealKey, head: _Head, now: datetime) -> dict[str, Any]:
 
 
 #: the record columns and their PostgreSQL types (from the table), for ``json_to_recordset``
-_RECORD_TYPES = {c.name: c.type.compile(dialect=postgresql.dialect()) for c in audit_record.columns}
+_RECORD_TYPES = {
+    str(c.name): c.type.compile(dialect=postgresql.dialect()) for c in audit_record.columns
+}
 _RECORD_COLS = ", ".join(_RECORD_TYPES)
 #: one statement, the same text for any batch (prepared once): rows travel as JSON
 _PG_APPEND_IF_HEAD = sa.text(
@@ -243,6 +262,10 @@ r AS (INSERT INTO audit_record ({_RECORD_COLS})
 p AS (INSERT INTO audit_patient (patient_id, seq)
   SELECT patient_id, seq FROM json_to_recordset(CAST(:patients AS json))
     AS v(patient_id text, seq bigint)
+  WHERE EXISTS (SELECT 1 FROM h)),
+s AS (INSERT INTO audit_seal (seq, hash, mac, key_id, sealed_at)
+  SELECT seq, hash, mac, key_id, sealed_at FROM json_to_recordset(CAST(:seals AS json))
+    AS v(seq bigint, hash text, mac text, key_id text, sealed_at timestamptz)
   WHERE EXISTS (SELECT 1 FROM h))
 SELECT (SELECT count(*) FROM h), (SELECT count(*) FROM r), (SELECT v FROM cfg)
 """
@@ -256,7 +279,8 @@ def _json_row(record: dict[str, Any]) -> dict[str, Any]:
 def _pg_append_if_head(
     session: Session, expected: _Head, batch: _Batch, key: SealKey, now: datetime, durable: bool
 ) -> bool:
-    """One statement: move the head iff it is still ``expected``, and insert the rows.
+    """One statement: move the head iff it is still ``expected``, and insert the rows
+    (records, their patients, and any seal).
 
     Data-modifying CTEs run together; the inserts only happen when the conditional
     UPDATE matched (it holds the head row lock until commit, so appends stay serial).
@@ -266,8 +290,10 @@ def _pg_append_if_head(
         e_seq=expected.seq,
         e_hash=expected.hash,
         sc="off" if not durable else "on",
-        rows=json.dumps([_json_row(r) for r in batch.records], ensure_ascii=False),
-        patients=json.dumps(batch.patients, ensure_ascii=False),
+        # the rows travel as JSON text (hashes cover ``body``, not this encoding)
+        rows=orjson.dumps([_json_row(r) for r in batch.records]).decode(),
+        patients=orjson.dumps(batch.patients).decode(),
+        seals=orjson.dumps(batch.seals).decode(),
     )
     moved, inserted, _ = session.execute(_PG_APPEND_IF_HEAD, params).one()
     if not moved:

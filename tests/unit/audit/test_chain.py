@@ -285,6 +285,26 @@ def test_append_seals_periodically(
     assert _verify(db, key)["ok"] is True
 
 
+def test_append_seals_in_batches_on_the_hinted_head(
+    db: Database, key: SealKey, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that crosses a seal boundary writes its seal too (a Bundle's 100 records)."""
+    from renkei.audit.chain import HeadHint
+
+    monkeypatch.setattr(chain, "SEAL_EVERY", 4)
+    hint = HeadHint()
+    for start in (0, 3, 6):
+        clock.advance(seconds=1)
+        with db.session(write=True) as s:
+            batch = [_record(clock, n) for n in range(start, start + 3)]
+            seqs = append(s, batch, key, clock.now(), hint=hint)
+            assert seqs == [start + 1, start + 2, start + 3]
+    with db.session() as s:
+        seals = s.execute(sa.text("SELECT seq, sealed_at FROM audit_seal ORDER BY seq")).all()
+    assert [r.seq for r in seals] == [4, 8]
+    assert _verify(db, key)["ok"] is True
+
+
 def test_append_is_gapless_under_concurrent_writers(
     db: Database, key: SealKey, clock: ManualClock
 ) -> None:
