@@ -134,6 +134,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         import asyncio
+        import gc
 
         # Load the FHIR type registry now, not on the first client's request.
         from starlette.concurrency import run_in_threadpool
@@ -147,9 +148,14 @@ def create_app(
         if services.calls is not None and services.calls.settings.worker:
             worker = Worker(services.db.session, services.clock, services.calls)
             worker_task = asyncio.create_task(worker.run())
+        # What is alive now (models, metadata, search definitions) lives as long as the
+        # app: out of the collector's sight, a full collection no longer walks it all.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             if worker_task is not None:
                 worker.stop()
                 await worker_task
