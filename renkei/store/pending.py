@@ -21,6 +21,7 @@ is raised as the store error the immediate INSERT would have raised (``AlreadyEx
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -115,14 +116,14 @@ def flush(session: Session) -> None:
             return
         small: list[tuple[sa.Table, list[dict[str, Any]]]] = []
         for table in tables:
-            rows = by_table[table]
-            if len(rows) >= _COPY_MIN and _uniform(rows):
-                if _refers_to(table, small):  # its parents' few rows go in first
-                    _pipelined(conn, small)
-                    small = []
-                _copy(conn, table, list(rows[0]), rows)
-            else:
-                small.append((table, rows))
+            for rows in _by_keys(by_table[table]):
+                if len(rows) >= _COPY_MIN:
+                    if _refers_to(table, small):  # its parents' few rows go in first
+                        _pipelined(conn, small)
+                        small = []
+                    _copy(conn, table, list(rows[0]), rows)
+                else:
+                    small.append((table, rows))
         if small:
             _pipelined(conn, small)
 
@@ -173,15 +174,10 @@ def _already(orig: Any) -> str:
 _COPY_MIN = 50
 
 
-def _uniform(rows: list[dict[str, Any]]) -> bool:
-    keys = rows[0].keys()
-    return all(row.keys() == keys for row in rows)
-
-
 def _bound(
     conn: sa.Connection, table: sa.Table, keys: list[str], rows: list[dict[str, Any]]
-) -> list[list[Any]]:
-    """The rows' values as SQLAlchemy would bind them (JSON, UTC instants...).
+) -> list[Any]:
+    """The rows' values (sequences) as SQLAlchemy would bind them (JSON, UTC instants...).
 
     Only a few columns have a bind processor (JSON, instants); the others are taken as
     they are, which halves the time of a transaction Bundle's ~900 rows."""
@@ -190,13 +186,17 @@ def _bound(
         for i, k in enumerate(keys)
         if (proc := table.c[k].type.bind_processor(conn.dialect)) is not None
     ]
+    get = operator.itemgetter(*keys)  # every row has exactly these keys (_by_keys)
+    values: list[Any] = [(get(row),) for row in rows] if len(keys) == 1 else list(map(get, rows))
+    if not procs:
+        return values
     out: list[list[Any]] = []
-    for row in rows:
-        values = [row.get(k) for k in keys]
+    for row_values in values:
+        bound = list(row_values)
         for i, proc in procs:
-            if values[i] is not None:
-                values[i] = proc(values[i])
-        out.append(values)
+            if bound[i] is not None:
+                bound[i] = proc(bound[i])
+        out.append(bound)
     return out
 
 
@@ -206,14 +206,13 @@ def _pipelined(conn: sa.Connection, batches: list[tuple[sa.Table, list[dict[str,
     driver = conn.connection.driver_connection
     assert driver is not None
     with driver.pipeline(), driver.cursor() as cur:
-        for table, rows in batches:
-            for group in _by_keys(rows):
-                keys = list(group[0])
-                sql = (
-                    f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) "
-                    f"VALUES ({', '.join(['%s'] * len(keys))})"
-                )
-                cur.executemany(sql, _bound(conn, table, keys, group))
+        for table, rows in batches:  # each batch's rows have the same keys
+            keys = list(rows[0])
+            sql = (
+                f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) "
+                f"VALUES ({', '.join(['%s'] * len(keys))})"
+            )
+            cur.executemany(sql, _bound(conn, table, keys, rows))
 
 
 def _by_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -161,3 +161,16 @@ def test_rows_of_one_table_may_name_different_columns(db: Database) -> None:
     with db.session() as s:
         rows = {r.n: r.text for r in s.execute(sa.select(_table.c.n, _table.c.text))}
     assert rows == {1: None, 2: "x", 3: None}
+
+
+def test_many_rows_with_different_columns_go_in_by_their_columns(db: Database) -> None:
+    """A COPY-sized group (60 rows naming ``text``) and a few rows that don't, in one unit."""
+    many = [{"n": n, "tag": "m", "text": f"row {n}"} for n in range(60)]
+    few = [{"n": 100 + n, "tag": "f"} for n in range(3)]
+    with db.session(write=True) as s:
+        pending.defer(s, _table, few[:1])
+        pending.defer(s, _table, many)
+        pending.defer(s, _table, few[1:])
+    with db.session() as s:
+        rows = {r.n: r.text for r in s.execute(sa.select(_table.c.n, _table.c.text))}
+    assert rows == {**{r["n"]: r["text"] for r in many}, 100: None, 101: None, 102: None}
