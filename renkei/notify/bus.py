@@ -32,7 +32,8 @@ class Bus(Protocol):
         ...
 
     def announce(self, position: int) -> None:
-        """Tell every process (this one included) that positions up to ``position`` exist."""
+        """Tell every process that positions up to ``position`` exist (this one may hear
+        it too, or not: the sequencer hands its events to this process's hub directly)."""
         ...
 
     def stop(self) -> None: ...
@@ -73,6 +74,8 @@ class PostgresBus:
         self._thread: threading.Thread | None = None
         self._send_lock = threading.Lock()
         self._send_conn: object | None = None
+        #: the backend of our own sending connection: its NOTIFYs echo back to us
+        self._send_pid: int | None = None
         self.listening = threading.Event()
 
     def start(self, listener: Listener) -> None:
@@ -92,7 +95,10 @@ class PostgresBus:
                     listener(None)  # anything announced while we were away is re-read
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
-                            listener(_position(note.payload))
+                            # this process's own announcement: its hub has the events
+                            # already (NotifyService hands them over), so skip the echo
+                            if note.pid != self._send_pid:
+                                listener(_position(note.payload))
             except Exception as exc:
                 self.listening.clear()
                 if self._stop.is_set():
@@ -107,9 +113,9 @@ class PostgresBus:
             for attempt in (1, 2):
                 try:
                     if self._send_conn is None or self._send_conn.closed:  # type: ignore[attr-defined]
-                        self._send_conn = psycopg.connect(
-                            self._url, autocommit=True, connect_timeout=5
-                        )
+                        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+                        self._send_pid = conn.info.backend_pid
+                        self._send_conn = conn
                     self._send_conn.execute(  # type: ignore[attr-defined]
                         "SELECT pg_notify(%s, %s)", (CHANNEL, str(position))
                     )
