@@ -176,7 +176,7 @@ def _transaction(ctx: BenchContext, rng: random.Random, start: int) -> bytes:
 
 
 def _bundles(report: Report, ctx: BenchContext, rng: random.Random) -> None:
-    count = ctx.count(10, minimum=2)
+    count = ctx.count(30, minimum=2)  # enough Bundles that one collector pause is not the p95
     bodies = [_transaction(ctx, rng, 100_000 + i * BUNDLE_SIZE) for i in range(count + 1)]
     server_ms: list[float] = []
     with ctx.client() as client:
