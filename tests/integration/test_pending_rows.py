@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from renkei.store import pending
 from renkei.store.db import Database
+from renkei.store.errors import Unstorable
 from renkei.store.models import Json, UtcDateTime
 
 _meta = sa.MetaData()
@@ -174,3 +175,18 @@ def test_many_rows_with_different_columns_go_in_by_their_columns(db: Database) -
     with db.session() as s:
         rows = {r.n: r.text for r in s.execute(sa.select(_table.c.n, _table.c.text))}
     assert rows == {**{r["n"]: r["text"] for r in many}, 100: None, 101: None, 102: None}
+
+
+@pytest.mark.parametrize("count", [3, 60])
+def test_a_value_too_long_is_refused_not_cut(db: Database, count: int) -> None:
+    """Both PostgreSQL paths refuse what the one-row INSERT refuses (``tag`` is 20 long),
+    with nothing written; SQLite keeps the whole value."""
+    rows = [{"n": n, "tag": "x" * (21 if n == count - 1 else 5)} for n in range(count)]
+    if db.engine.dialect.name != "postgresql":
+        with db.session(write=True) as s:
+            pending.defer(s, _table, rows)
+        assert len(_rows(db)) == count
+        return
+    with pytest.raises(Unstorable), db.session(write=True) as s:
+        pending.defer(s, _table, rows)
+    assert _rows(db) == []
