@@ -97,6 +97,7 @@ EXTENSION_MODULES: tuple[str, ...] = (
     "renkei.auth.cli",
     "renkei.audit.cli",
     "renkei.calls.cli",
+    "renkei.notify.cli",
 )
 
 

@@ -36,6 +36,7 @@ from renkei.notify import metrics
 from renkei.notify.access import AccessChecker, principal_refs
 from renkei.notify.errors import ProtocolError
 from renkei.notify.outbox import SequencedEvent, head_position, read_events
+from renkei.notify.retention import oldest_position
 from renkei.notify.subscriptions import (
     SubscriberResolver,
     events_for_seqs,
@@ -321,6 +322,11 @@ class Hub:
         with self.db.session() as session:
             return head_position(session)
 
+    def _floor(self) -> int:
+        """The oldest position still kept (retention deletes older ones)."""
+        with self.db.session() as session:
+            return oldest_position(session) or 0
+
     # -- connections ----------------------------------------------------------------------
 
     def connect(
@@ -467,7 +473,9 @@ class Hub:
         """Replay ``(after, head]`` for this connection, then rejoin the live stream."""
         if after > self.position:
             after = self.position  # can't be ahead of the stream: treat as "now"
-        if self.position - after > self.settings.max_resume:
+        if self.position - after > self.settings.max_resume or (
+            after < self.position and after + 1 < await asyncio.to_thread(self._floor)
+        ):  # beyond the resume window, or events after ``after`` were pruned already
             await self.drop(conn, CLOSE_TOO_FAR_BEHIND, "too far behind; reload via FHIR API")
             return
         async with self._lock:

@@ -38,6 +38,7 @@ from renkei.notify.outbox import (
     unregister_waker,
 )
 from renkei.notify.resthook import RestHookSettings, RoundReport, deliver_due
+from renkei.notify.retention import Pruned, prune
 from renkei.notify.subscriptions import SubscriberResolver, match_events, register_write
 from renkei.store.db import Database
 from renkei.store.repository import StoredResource
@@ -66,6 +67,10 @@ class NotifyConfig:
     #: share a round (a round costs about as much for 1 event as for 20)
     gather_seconds: float = 0.01
     resthook_poll_seconds: float = 1.0
+    #: sequenced events older than this are deleted once settled (renkei.notify.retention);
+    #: None keeps them for ever
+    retention: timedelta | None = timedelta(days=7)
+    retention_every_seconds: float = 3600.0
     binding_token_ttl: timedelta = timedelta(minutes=5)
     #: "auto": PostgreSQL LISTEN/NOTIFY on PG, Redis if a URL is set, else in-process
     bus: str = "auto"
@@ -176,6 +181,8 @@ class NotifyService:
             self._spawn(self._sequencer_loop, "notify-sequencer")
         if self.config.run_resthook:
             self._spawn(self._resthook_loop, "notify-resthook")
+        if self.config.run_sequencer and self.config.retention is not None:
+            self._spawn(self._retention_loop, "notify-retention")
         self._wake_sequencer.set()
 
     async def stop(self) -> None:
@@ -254,6 +261,27 @@ class NotifyService:
             except Exception:
                 log.exception("notify: sequencer round failed; will retry")
                 self._stop.wait(1.0)
+
+    def prune(self) -> Pruned:
+        """Delete the settled events older than the retention period (now)."""
+        assert self.config.retention is not None
+        pruned = prune(self.db, self.clock.now(), self.config.retention)
+        if pruned.events:
+            log.info(
+                "notify: pruned %d events and %d subscription events; oldest kept %s",
+                pruned.events,
+                pruned.subscription_events,
+                pruned.floor,
+            )
+        return pruned
+
+    def _retention_loop(self) -> None:
+        # its own thread: a first prune of a long backlog must not hold up sequencing
+        while not self._stop.wait(self.config.retention_every_seconds):
+            try:
+                self.prune()
+            except Exception:
+                log.exception("notify: pruning old events failed; will retry")
 
     def _update_gauges(self) -> None:
         import sqlalchemy as sa
