@@ -150,7 +150,8 @@ def create_app(
             worker_task = asyncio.create_task(worker.run())
         # What is alive now (models, metadata, search definitions) lives as long as the
         # app: out of the collector's sight, a full collection no longer walks it all.
-        gc.collect()
+        # (No gc.collect() first: in a process that starts many apps, the tests, each
+        # collection walked everything earlier tests left.)
         gc.freeze()
         try:
             yield
