@@ -247,7 +247,7 @@ class AuditEventService:
         self, session: Session, ctx: RequestContext, params: list[tuple[str, str]]
     ) -> dict[str, Any]:
         stmt = self._base(session, ctx)
-        count, before = 50, None
+        count, before, wanted_total = 50, None, "known"
         for name, value in params:
             if name in ("patient", "entity") and value:
                 ids = [v.strip() for v in value.split(",") if v.strip()]
@@ -290,26 +290,37 @@ class AuditEventService:
                 if not value.isdigit():
                     raise BadRequest("_before is a paging cursor from a next link")
                 before = int(value)
-            elif name in ("_sort", "_total", "_format", "_pretty"):
+            elif name == "_total":
+                if value not in ("none", "estimate", "accurate"):
+                    raise BadRequest("_total is none, estimate or accurate")
+                wanted_total = value
+            elif name in ("_sort", "_format", "_pretty"):
                 continue
             else:
                 raise BadRequest(f"search parameter {name!r} is not supported for AuditEvent")
-        total = session.execute(
-            sa.select(sa.func.count()).select_from(stmt.subquery())
-        ).scalar_one()
+        # Counted only when asked (the log is the largest table there is), or known anyway:
+        # a first page that holds every match. As the FHIR search does (docs/search.md).
+        total: int | None = None
+        if wanted_total in ("estimate", "accurate"):
+            total = session.execute(
+                sa.select(sa.func.count()).select_from(stmt.subquery())
+            ).scalar_one()
         if before is not None:
             stmt = stmt.where(audit_record.c.seq < before)
         rows = list(session.execute(stmt.order_by(audit_record.c.seq.desc()).limit(count + 1)))
+        if total is None and wanted_total == "known" and before is None and len(rows) <= count:
+            total = len(rows)
         base = ctx.base_url
         keep = [(k, v) for k, v in params if k != "_before"]
         links = [{"relation": "self", "url": _url(base, params)}]
         if len(rows) > count:
             cursor = ("_before", str(rows[count - 1].seq))
             links.append({"relation": "next", "url": _url(base, [*keep, cursor])})
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+        if total is not None:
+            bundle["total"] = total
         return {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": total,
+            **bundle,
             "link": links,
             "entry": [
                 {

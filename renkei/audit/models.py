@@ -35,6 +35,7 @@ audit_record = sa.Table(
     sa.Index("ix_audit_record_subject", "subject"),
     sa.Index("ix_audit_record_org", "organization_id"),
     sa.Index("ix_audit_record_prole", "practitioner_role_id"),
+    sa.Index("ix_audit_record_client", "client_id"),
     sa.Index("ix_audit_record_btg", "break_glass", "recorded"),
 )
 

@@ -35,6 +35,7 @@ from renkei.config import Settings
 from renkei.fhir.context import FhirRequest, RequestContext
 from renkei.store.indexing import NullIndexWriter
 from renkei.store.repository import SqlRepository
+from tests import authkit
 from tests.conftest import _truncate
 
 pytestmark = pytest.mark.postgres
@@ -209,3 +210,42 @@ def test_an_organisations_search_across_its_patients_reads_few_index_rows(
     # re-read their materialised sets per row: 600,000-2,000,000
     work = sum(p["rows_processed"] for p in plans)
     assert work < 2 * ROWS, plans
+
+
+def test_audit_event_search_by_agent_reads_indexes_not_the_log(
+    client: TestClient, services: Services
+) -> None:
+    """``agent`` matches four columns; with each indexed the log is never read whole, not
+    even to count the matches. (Every row is the auditor's organisation's, so its own
+    filter narrows nothing.)"""
+    with services.db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"""INSERT INTO audit_record (seq, recorded, subject, organization_id,
+                practitioner_role_id, client_id, interaction, status, break_glass, body,
+                prev_hash, hash, mac, key_id)
+            SELECT 1000000 + g, now() - g * interval '1 second', 'user-' || mod(g, 500),
+                '{authkit.TEST_ORG}', 'role-' || mod(g, 700), 'client-' || mod(g, 300),
+                'read', 200, false, jsonb_build_object('recorded', now(), 'interaction', 'read',
+                    'status', 200, 'client_id', 'client-' || mod(g, 300))::text, '', '', '', 'k'
+            FROM generate_series(1, {ROWS}) g"""
+        )
+        # the chain's head after them, so the reads' own records append behind them
+        conn.exec_driver_sql(
+            f"INSERT INTO audit_head (id, seq, hash) VALUES (1, {1_000_000 + ROWS}, '') "
+            "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+        )
+        conn.exec_driver_sql("ANALYZE audit_record")
+    token = authkit.client_token(services, "system/AuditEvent.rs")
+    found: list[Any] = []
+
+    def run() -> None:
+        resp = client.get(
+            "/fhir/AuditEvent?agent=client-7&_count=5&_total=accurate",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert resp.status_code == 200, resp.text
+        found.append(resp.json())
+
+    plans = _plans_of(services, run)
+    assert len(found[0]["entry"]) == 5 and found[0]["total"] == len(range(7, ROWS + 1, 300))
+    assert "audit_record" not in _scanned(plans), plans
