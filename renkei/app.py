@@ -179,8 +179,10 @@ def create_app(
     app.state.services = services
 
     from renkei.api import auth, calls, fhir, health, oncall, subscriptions, ws
+    from renkei.api.compression import CompressLarge
     from renkei.api.middleware import RequestMiddleware
 
+    app.add_middleware(CompressLarge)  # inside: Server-Timing includes the compression
     app.add_middleware(RequestMiddleware)
     app.include_router(health.router)
     app.include_router(auth.router)  # before /fhir/{path}: it serves /fhir/.well-known/...
