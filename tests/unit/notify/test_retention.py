@@ -20,7 +20,6 @@ from renkei.notify.models import outbox, subscription, subscription_event
 from renkei.notify.outbox import Event, head_position, publish, sequence_pending
 from renkei.notify.retention import oldest_position, prune
 from renkei.store.db import Database
-from renkei.store.migrate import upgrade
 from tests.unit.notify.test_hub import ALICE
 
 DAY = timedelta(days=1)
@@ -115,11 +114,8 @@ def test_keep_must_be_positive(db: Database, clock: ManualClock) -> None:
 
 
 def test_resuming_from_before_the_oldest_kept_event_is_too_far_behind(
-    tmp_path: Path, clock: ManualClock
+    db: Database, clock: ManualClock
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
-    upgrade(url)
-    db = Database(url)
     _day_of_events(db, clock, 5)
     clock.advance(days=10)
     prune(db, clock.now(), DAY)  # 1-4 are gone, 5 (the head) stays
@@ -140,15 +136,10 @@ def test_resuming_from_before_the_oldest_kept_event_is_too_far_behind(
         await hub.stop()
         return closed[0] if closed and closed[0][0] != 1001 else None
 
-    try:
-        assert asyncio.run(resume(2)) == (
-            CLOSE_TOO_FAR_BEHIND,
-            "too far behind; reload via FHIR API",
-        )
-        assert asyncio.run(resume(4)) is None  # holds 1-4: 5 is still here to replay
-        assert asyncio.run(resume(5)) is None  # up to date
-    finally:
-        db.dispose()
+    too_far = (CLOSE_TOO_FAR_BEHIND, "too far behind; reload via FHIR API")
+    assert asyncio.run(resume(2)) == too_far
+    assert asyncio.run(resume(4)) is None  # holds 1-4: 5 is still here to replay
+    assert asyncio.run(resume(5)) is None  # up to date
 
 
 def test_cli_prunes_by_the_days_given(
