@@ -42,10 +42,12 @@ def prune(db: Database, now: datetime, keep: timedelta, *, chunk: int = CHUNK) -
     """Delete what is older than ``keep`` and settled, ``chunk`` positions per transaction."""
     if keep <= timedelta(0):
         raise ValueError("keep must be positive")
+    # Found once: later pending deliveries can only be of events after today's head.
+    with db.session() as session:
+        bound = _last_prunable(session, now - keep)
     events = sub_events = 0
     while True:
         with db.session(write=True) as session:
-            bound = _last_prunable(session, now - keep)
             low = oldest_position(session)
             if bound is None or low is None or bound < low:
                 return Pruned(events, sub_events, low)

@@ -21,7 +21,7 @@ from renkei.clock import Clock
 from renkei.fhir.context import RequestContext
 from renkei.fhir.engine import FhirEngine
 from renkei.fhir.outcome import BadRequest, InvalidResource
-from renkei.notify import metrics
+from renkei.notify import metrics, retention
 from renkei.notify.access import AccessChecker, principal_from_snapshot
 from renkei.notify.bus import Bus, InProcessBus, PostgresBus, RedisBus
 from renkei.notify.errors import InvalidSubscription, NotifyError, UnknownTopic
@@ -38,7 +38,6 @@ from renkei.notify.outbox import (
     unregister_waker,
 )
 from renkei.notify.resthook import RestHookSettings, RoundReport, deliver_due
-from renkei.notify.retention import Pruned, prune
 from renkei.notify.subscriptions import SubscriberResolver, match_events, register_write
 from renkei.store.db import Database
 from renkei.store.repository import StoredResource
@@ -262,10 +261,10 @@ class NotifyService:
                 log.exception("notify: sequencer round failed; will retry")
                 self._stop.wait(1.0)
 
-    def prune(self) -> Pruned:
+    def prune(self) -> retention.Pruned:
         """Delete the settled events older than the retention period (now)."""
         assert self.config.retention is not None
-        pruned = prune(self.db, self.clock.now(), self.config.retention)
+        pruned = retention.prune(self.db, self.clock.now(), self.config.retention)
         if pruned.events:
             log.info(
                 "notify: pruned %d events and %d subscription events; oldest kept %s",
